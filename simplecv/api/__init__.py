@@ -1,0 +1,1 @@
+"""User-facing helpers: building models from configs, preprocessing transforms."""

@@ -1,0 +1,1 @@
+"""Configs, registries, errors, checkpoints and the training loop."""

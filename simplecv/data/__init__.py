@@ -1,0 +1,1 @@
+"""Data utilities shared by training and evaluation: window placement and sampling."""

@@ -1,0 +1,1 @@
+"""Backbone building blocks: the ResNet encoder and the FPN."""

@@ -1,0 +1,1 @@
+"""Small utilities: logging, plotting, image I/O."""
