@@ -12,7 +12,7 @@ class AsymmetricDecoder(nn.Layer):
     A level at stride ``s`` gets ``n = log2(s) - log2(out_feat_output_stride)`` layers (at least
     one); each layer is ``Conv2D(3×3, no bias) → BatchNorm → ReLU → UpsamplingBilinear2D(×2,
     align_corners=True)`` (the upsample only when ``n > 0``). The level outputs are summed in
-    order and divided by the number of levels. Sub-layer names ``blocks.{i}.{j}.{0,1}`` equal the
+    order and divided by 4 (a literal in the official code, whatever the number of levels). Sub-layer names ``blocks.{i}.{j}.{0,1}`` equal the
     official state-dict keys. Conv weights use torch's default init, U(±1/sqrt(fan_in)).
 
     Args:
@@ -50,4 +50,5 @@ class AsymmetricDecoder(nn.Layer):
         for block, feature in zip(self.blocks, features):
             out = block(feature)
             total = out if total is None else total + out
-        return total / float(len(self.blocks))
+        # The official code divides by a literal 4, whatever the number of levels.
+        return total / 4.0

@@ -208,20 +208,27 @@ class ResNetEncoder(nn.Layer):
         load_state_dict_strict(self.resnet, state, source=path)
         _logger.info('ResNetEncoder: loaded %d pretrained tensors from %s', len(state), path)
 
-    def _freeze_at(self, at):
+    def _frozen_stages(self):
+        at = self.config.freeze_at
         stages = [self.resnet.conv1, self.resnet.bn1] if at >= 1 else []
-        stages += [getattr(self.resnet, 'layer%d' % i) for i in range(1, min(at, 5))]
-        for stage in stages:
+        return stages + [getattr(self.resnet, 'layer%d' % i) for i in range(1, min(at, 5))]
+
+    def _freeze_at(self, at):
+        for stage in self._frozen_stages():
             for param in stage.parameters():
                 param.stop_gradient = True
 
     def train(self):
-        """Train mode; BatchNorm stays in eval mode when ``batchnorm_trainable`` is False."""
+        """Train mode; BatchNorm stays in eval mode in frozen stages and when ``batchnorm_trainable`` is False.
+
+        As SimpleCV's ``freeze_params``, freezing a stage also fixes its BN statistics.
+        """
         super().train()
-        if not self.config.batchnorm_trainable:
-            for layer in self.resnet.sublayers():
-                if isinstance(layer, nn.BatchNorm2D):
-                    layer.eval()
+        frozen = self.resnet.sublayers() if not self.config.batchnorm_trainable else [
+            layer for stage in self._frozen_stages() for layer in [stage] + stage.sublayers()]
+        for layer in frozen:
+            if isinstance(layer, nn.BatchNorm2D):
+                layer.eval()
         return self
 
     def forward(self, x):

@@ -201,3 +201,10 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         sum(f.mean() for f in net(x_in)).backward()
     np.testing.assert_allclose(plain.resnet.conv1.weight.grad.numpy(), recomputed.resnet.conv1.weight.grad.numpy(),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_frozen_stages_keep_batchnorm_statistics_fixed():
+    encoder = ResNetEncoder(dict(resnet_type='resnet18', freeze_at=2))
+    encoder.train()
+    assert not encoder.resnet.bn1.training and not encoder.resnet.layer1[1].bn2.training
+    assert encoder.resnet.layer2[0].bn1.training
