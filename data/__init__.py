@@ -1,0 +1,4 @@
+"""Data sets and loaders; importing this package registers ``ISAIDSegmmDataLoader``."""
+from data import isaid
+
+__all__ = ['isaid']
