@@ -1,0 +1,1 @@
+"""Inference helpers: the batched, banded sliding-window predictor and the CPU fast path."""
