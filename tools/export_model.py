@@ -1,0 +1,66 @@
+"""Export a trained FactSeg checkpoint to a Paddle Inference program for deployment.
+
+The program takes normalised windows ``[N, 3, H, W]`` (H, W multiples of 32) and returns the
+fused class probabilities; ``deploy.json`` beside it records the normalisation, class names
+and palette for ``tools/infer.py``.
+"""
+import argparse
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+EPILOG = '''examples:
+  python tools/export_model.py --config_path isaid.factseg --ckpt_path log/model-60000.pdparams \\
+      --save_dir inference_model                          # CPU + oneDNN, 896x896 windows
+  python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams \\
+      --save_dir inference_model_gpu --interpolation native --input_size -1 -1 --batch_size -1
+'''
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog='python tools/export_model.py', description=__doc__.split('\n\n')[0],
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config_path', required=True, help="config: dotted name ('isaid.factseg') or .py file")
+    parser.add_argument('--ckpt_path', required=True, help='checkpoint of apex_train.py or converted official weights')
+    parser.add_argument('--save_dir', required=True, help='output folder for model.json, model.pdiparams, deploy.json')
+    parser.add_argument('--input_size', type=int, nargs=2, default=(896, 896), metavar=('H', 'W'),
+                        help='window height and width the program takes, multiples of 32 (default 896 896; '
+                             '-1 -1 for free sizes with --interpolation native)')
+    parser.add_argument('--batch_size', type=int, default=1, help='windows per run (-1: free, native only)')
+    parser.add_argument('--interpolation', choices=('matmul', 'native'), default='matmul',
+                        help='matmul: exact matmul interpolation that runs under oneDNN on CPU (fixed shape); '
+                             'native: Paddle interpolation ops (GPU; free shapes)')
+    parser.add_argument('opts', nargs=argparse.REMAINDER, help='config overrides as KEY VALUE pairs')
+    args = parser.parse_args(argv)
+    if any(v > 0 and v % 32 for v in args.input_size):
+        parser.error('--input_size must be multiples of 32 (the FPN needs them), got %s' % (args.input_size,))
+    return args
+
+
+def main(argv=None):
+    """Export; returns the exit status (0, or 2 with a message on stderr)."""
+    args = parse_args(argv)
+    from data.isaid import CLASS_NAMES, COLOR_MAP
+    from simplecv.api.infer_tool import build_and_load_from_file, build_config
+    from simplecv.core.errors import FactSegError
+    from simplecv.inference.sliding_window import normalization_from_config
+    from simplecv.inference.static_model import export_model
+
+    try:
+        config = build_config(args.config_path, args.opts)
+        model, step = build_and_load_from_file(args.config_path, args.ckpt_path, args.opts)
+        mean, std = normalization_from_config(config)
+        shape = (args.batch_size, 3) + tuple(args.input_size)
+        prefix = export_model(model, args.save_dir, shape, mean, std, CLASS_NAMES, COLOR_MAP, args.interpolation)
+    except (FactSegError, ValueError) as error:
+        print('error: %s' % error, file=sys.stderr)
+        return 2
+    print('exported %s (step %s) to %s.json / .pdiparams, input %s' % (args.ckpt_path, step, prefix, list(shape)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

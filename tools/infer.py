@@ -1,0 +1,105 @@
+"""Predict label maps of large images with an exported FactSeg program (no config, no torch).
+
+Each image (PNG/JPEG, or a GeoTIFF read by rows) goes through the official sliding-window
+procedure; outputs are ``<name>.png`` (iSAID palette) and ``<name>_label.png`` (class indices),
+or for GeoTIFF input a one-band ``<name>.tif`` keeping the CRS and transform.
+"""
+import argparse
+import glob
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+EPILOG = '''example:
+  python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams --save_dir inference_model
+  python tools/infer.py --model_dir inference_model --image_dir my_scenes --out_dir predictions
+'''
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog='python tools/infer.py', description=__doc__.split('\n\n')[0],
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model_dir', required=True, help='folder written by tools/export_model.py')
+    parser.add_argument('--image_dir', required=True, help='folder of images, or one image file')
+    parser.add_argument('--out_dir', required=True, help='where the predictions are written')
+    parser.add_argument('--patch_size', type=int, default=None,
+                        help='window size; default: the exported input size (896 unless exported otherwise)')
+    parser.add_argument('--stride', type=int, default=None, help='window step (default: min(512, patch size))')
+    parser.add_argument('--batch_size', type=int, default=1, help='windows per run; any value gives the same result')
+    parser.add_argument('--use_gpu', action='store_true', help='run on GPU 0 (needs an --interpolation native export)')
+    return parser.parse_args(argv)
+
+
+def list_images(image_dir):
+    """Return the image paths of a folder (sorted), or ``[image_dir]`` for a file."""
+    from simplecv.core.errors import DataError
+
+    if os.path.isfile(image_dir):
+        return [image_dir]
+    if not os.path.isdir(image_dir):
+        raise DataError('%s is neither an image nor a folder' % image_dir)
+    paths = sorted(p for p in glob.glob(os.path.join(image_dir, '*')) if p.lower().endswith(EXTENSIONS))
+    if not paths:
+        raise DataError('%s holds no %s images' % (image_dir, '/'.join(EXTENSIONS)))
+    return paths
+
+
+def predict_file(predictor, path, out_dir, colors):
+    """Predict one image and write its outputs; returns the written paths."""
+    import numpy as np
+
+    from simplecv.util.raster_io import GeoTiffLabelWriter, is_geotiff, open_image, save_label_png, save_palette_png
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    image = open_image(path)
+    try:
+        if is_geotiff(path):
+            target = os.path.join(out_dir, name + '.tif')
+            writer = GeoTiffLabelWriter(target, image.height, image.width, image.profile, colors)
+            for y1, _, band in predictor.predict_bands(image):
+                writer.write_rows(y1, band)
+            writer.close()
+            return [target]
+        label = np.concatenate([band for _, _, band in predictor.predict_bands(image)], axis=0)
+    finally:
+        image.close()
+    colour_path, label_path = os.path.join(out_dir, name + '.png'), os.path.join(out_dir, name + '_label.png')
+    save_palette_png(colour_path, label, colors)
+    save_label_png(label_path, label)
+    return [colour_path, label_path]
+
+
+def main(argv=None):
+    """Predict; returns the exit status (0, or 2 with a message on stderr)."""
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    from simplecv.core.errors import FactSegError
+    from simplecv.inference.sliding_window import SlidingWindowPredictor
+    from simplecv.inference.static_model import StaticModelForward
+
+    try:
+        forward = StaticModelForward(args.model_dir, use_gpu=args.use_gpu)
+        info = forward.info
+        exported = info['input_shape'][2:]
+        patch = args.patch_size or (exported[0] if exported[0] > 0 else 896)
+        stride = args.stride or min(512, patch)
+        predictor = SlidingWindowPredictor(forward, patch, stride, info['mean'], info['std'],
+                                           batch_size=args.batch_size)
+        paths = list_images(args.image_dir)
+        os.makedirs(args.out_dir, exist_ok=True)
+        for path in tqdm(paths, unit='image', dynamic_ncols=True):
+            predict_file(predictor, path, args.out_dir, [tuple(c) for c in info['colors']])
+    except (FactSegError, ValueError) as error:
+        print('error: %s' % error, file=sys.stderr)
+        return 2
+    print('wrote predictions of %d images to %s' % (len(paths), args.out_dir))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
