@@ -62,15 +62,18 @@ def pixel_nll(log_prob, target, ignore_index=255):
 def som(losses, ratio, groups=1):
     """Small-object mining: mean of the non-zero losses among the top ``ratio`` fraction.
 
-    For each of ``groups`` equal chunks of the batch: ``K = int(ratio · numel)`` (ignored pixels
-    count in ``numel``), take the K largest losses, and average those that are non-zero
+    For each of ``groups`` consecutive chunks of the batch: ``K = int(ratio · numel)`` (ignored
+    pixels count in ``numel``), take the K largest losses, and average those that are non-zero
     (``Σ top / (count(top ≠ 0) + 1e-6)``); the chunks' values are averaged. ``groups=2`` on a
     batch of 8 reproduces the official 2 GPUs × 4 images, where each GPU mines its own batch.
+    A batch that does not split evenly (the last, partial batch of an epoch) is split as a
+    distributed sampler would: the first chunks get one image more; with fewer images than
+    groups, each image is its own chunk.
 
     Args:
         losses: ``[N, ...]`` non-negative per-pixel losses.
         ratio: fraction of pixels kept.
-        groups: number of equal batch chunks mined separately; must divide N.
+        groups: number of batch chunks mined separately.
 
     Returns:
         A scalar tensor.
@@ -79,16 +82,21 @@ def som(losses, ratio, groups=1):
     which tied pixels receive gradient differs.
     """
     batch = losses.shape[0]
-    if batch % groups:
-        raise ConfigError('SOM groups=%d must divide the batch size %d' % (groups, batch))
-    chunks = losses.reshape([groups, -1])
-    num_keep = int(ratio * chunks.shape[1])
+    groups = max(1, min(int(groups), batch))
+    sizes = [batch // groups + (1 if index < batch % groups else 0) for index in range(groups)]
+    chunks = paddle.split(losses, sizes, axis=0) if groups > 1 else [losses]
+    values = [_som_single(chunk.reshape([-1]), ratio) for chunk in chunks]
+    return values[0] if groups == 1 else paddle.stack(values).mean()
+
+
+def _som_single(flat_losses, ratio):
+    num_keep = int(ratio * flat_losses.shape[0])
     if num_keep < 1:
         raise ConfigError('SOM keeps int(%g × %d) = 0 pixels; raise the ratio or the patch size'
-                          % (ratio, chunks.shape[1]))
-    top, _ = paddle.topk(chunks, num_keep, axis=1)
-    nonzero = (top != 0).astype(top.dtype).sum(axis=1)
-    return (top.sum(axis=1) / (nonzero + 1e-6)).mean()
+                          % (ratio, flat_losses.shape[0]))
+    top, _ = paddle.topk(flat_losses, num_keep)
+    nonzero = (top != 0).astype(top.dtype).sum()
+    return top.sum() / (nonzero + 1e-6)
 
 
 def ohem_weight(true_prob, valid, thresh, min_kept):

@@ -68,6 +68,14 @@ class Bottleneck(nn.Layer):
         return self.relu(out + identity)
 
 
+# The torchvision ImageNet files SimpleCV loads, by architecture (converted with torch_ref/convert.py).
+TORCHVISION_FILES = {
+    'resnet18': 'resnet18-5c106cde.pth',
+    'resnet34': 'resnet34-333f7ec4.pth',
+    'resnet50': 'resnet50-19c8e357.pth',
+    'resnet101': 'resnet101-5d3b4d8f.pth',
+}
+
 ARCHITECTURES = {
     'resnet18': (BasicBlock, (2, 2, 2, 2)),
     'resnet34': (BasicBlock, (3, 4, 6, 3)),
@@ -171,9 +179,9 @@ class ResNetEncoder(nn.Layer):
         if cfg.pretrained is True:
             raise ConfigError(
                 '%s.pretrained=True asks for torchvision ImageNet weights; this port never downloads. '
-                'Set it to a local file made with `python torch_ref/convert.py %s --src %s-19c8e357.pth '
+                'Set it to a local file made with `python torch_ref/convert.py %s --src %s '
                 '--dst pretrained/%s.pdparams`, or to False to train from scratch.'
-                % (where, cfg.resnet_type, cfg.resnet_type, cfg.resnet_type))
+                % (where, cfg.resnet_type, TORCHVISION_FILES[cfg.resnet_type], cfg.resnet_type))
         if cfg.pretrained:
             self.load_pretrained(cfg.pretrained)
         if not cfg.batchnorm_trainable:
@@ -193,9 +201,9 @@ class ResNetEncoder(nn.Layer):
         if not os.path.isfile(path):
             raise CheckpointError(
                 'pretrained backbone weights %r do not exist. Convert torchvision\'s ImageNet weights '
-                'with `python torch_ref/convert.py %s --src %s-19c8e357.pth --dst %s` (the .pth comes from '
-                'download.pytorch.org/models), or set model.params.resnet_encoder.pretrained False to train '
-                'from scratch.' % (path, self.config.resnet_type, self.config.resnet_type, path))
+                'with `python torch_ref/convert.py %s --src %s --dst %s` (torchvision\'s file of that name), '
+                'or set model.params.resnet_encoder.pretrained False to train from scratch.'
+                % (path, self.config.resnet_type, TORCHVISION_FILES[self.config.resnet_type], path))
         try:
             state = paddle.load(path)
         except Exception as exc:

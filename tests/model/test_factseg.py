@@ -149,7 +149,7 @@ def test_pretrained_true_and_missing_file_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match='never downloads'):
         ResNetEncoder(dict(resnet_type='resnet18', pretrained=True))
     missing = str(tmp_path / 'resnet18.pdparams')
-    with pytest.raises(CheckpointError, match=r'do not exist.*torch_ref/convert\.py resnet18'):
+    with pytest.raises(CheckpointError, match=r'do not exist.*torch_ref/convert\.py resnet18 --src resnet18-5c106cde\.pth'):
         ResNetEncoder(dict(resnet_type='resnet18', pretrained=missing))
 
 

@@ -176,3 +176,12 @@ def test_separate_losses_ce_som_and_bce():
     plain = separate_losses(*args, dict())
     np.testing.assert_allclose(plain['cls_loss'].item(), ce.mean(), rtol=1e-5)
     assert set(separate_losses(*args, dict(ohem=True))) == {'ohem_loss', 'bce_loss'}
+
+
+def test_som_groups_split_an_uneven_batch_like_a_distributed_sampler():
+    rng = np.random.RandomState(9)
+    losses = rng.rand(5, 6, 6).astype('float32')
+    got = som(paddle.to_tensor(losses), 0.2, groups=2).item()
+    assert got == pytest.approx(np.mean([_official_som(losses[:3], 0.2), _official_som(losses[3:], 0.2)]), rel=1e-6)
+    single = som(paddle.to_tensor(losses[:1]), 0.2, groups=2).item()
+    assert single == pytest.approx(_official_som(losses[:1], 0.2), rel=1e-6)

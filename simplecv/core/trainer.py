@@ -1,0 +1,479 @@
+"""The iteration loop: forward, (AMP) backward, clip, step, learning rate, and hooks.
+
+One step follows SimpleCV's ``Launcher.train_iters`` (spec §8.3): the model returns a dict in
+which every key ending in ``loss`` is a loss (non-scalars are averaged), their sum is
+back-propagated, the gradients are clipped by their global norm inside the optimizer, the
+optimizer steps, and the global step grows by one. The learning rate of step ``g`` is
+``lr_schedule.step(g, optimizer)``, set just before the update (the schedule carries the
+official one-step lag). A step whose gradients hold Inf or NaN is skipped and counted, with
+or without a loss scaler; it still counts as a step, as apex's skipped steps do.
+
+The loop knows no model names. Logging, checkpoints, VisualDL and the final plot are hooks
+(:class:`HookBase`) called ``before_train``, ``after_step`` and ``after_train``.
+"""
+import json
+import math
+import os
+import random
+import time
+from collections import deque
+
+import numpy as np
+import paddle
+
+from simplecv.core.checkpoint import (atomic_write, load_optimizer_state_by_name, optimizer_state_by_name,
+                                      save_checkpoint)
+from simplecv.core.errors import DataError
+from simplecv.util.logger import get_logger
+from simplecv.util.state_dict import load_state_dict_strict
+
+_logger = get_logger('factseg.train')
+AMP_LEVELS = ('O0', 'O1', 'O2')
+AMP_DTYPES = ('float16', 'bfloat16')
+
+
+def unwrap_model(model):
+    """Return the layer inside a ``paddle.DataParallel`` wrapper (or ``model`` itself)."""
+    return model._layers if isinstance(model, paddle.DataParallel) else model
+
+
+def _check_amp(level, dtype):
+    if level not in AMP_LEVELS or dtype not in AMP_DTYPES:
+        raise ValueError('AMP level must be one of %s and dtype one of %s, got %r and %r'
+                         % (AMP_LEVELS, AMP_DTYPES, level, dtype))
+
+
+def prepare_amp(model, optimizer, level, dtype='float16'):
+    """Set up mixed precision; call before wrapping the model in ``DataParallel``.
+
+    ``O1`` casts white-listed ops (convolutions) inside ``auto_cast`` and keeps fp32 weights;
+    ``O2`` also stores the weights in ``dtype`` with fp32 master copies in the optimizer. float16
+    runs get a dynamic loss scaler with Paddle's defaults (2^16, x2 every 2000 clean steps, /2 on
+    overflow), the same as apex. bfloat16 needs no scaling. On a CPU Paddle turns AMP and the
+    scaler off by itself and the run is fp32.
+
+    Args:
+        model: the ``paddle.nn.Layer``.
+        optimizer: its optimizer.
+        level: ``'O0'`` (fp32), ``'O1'`` or ``'O2'``.
+        dtype: ``'float16'`` or ``'bfloat16'``.
+
+    Returns:
+        tuple: ``(model, optimizer, scaler)``; ``scaler`` is a ``paddle.amp.GradScaler`` or None.
+
+    Raises:
+        ValueError: an unknown level or dtype.
+    """
+    _check_amp(level, dtype)
+    if level == 'O0':
+        return model, optimizer, None
+    if level == 'O2':
+        model, optimizer = paddle.amp.decorate(models=model, optimizers=optimizer, level='O2', dtype=dtype)
+    scaler = paddle.amp.GradScaler() if dtype == 'float16' else None
+    return model, optimizer, scaler
+
+
+def global_grad_norm(parameters):
+    """Return the global L2 norm of the gradients of ``parameters`` as a Python float (Inf/NaN kept)."""
+    squares = [paddle.sum(paddle.square(p.grad.astype('float32'))) for p in parameters if p.grad is not None]
+    if not squares:
+        return 0.0
+    return float(paddle.sqrt(paddle.add_n(squares)))
+
+
+def _on_cpu():
+    return paddle.get_device().startswith('cpu')
+
+
+def _rng_state():
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state['state']['key'] = numpy_state['state']['key'].tolist()
+    state = dict(python=random.getstate(), numpy=numpy_state, cpu=paddle.get_rng_state('cpu'))
+    if not _on_cpu():
+        state['device'] = paddle.get_rng_state()
+    return state
+
+
+def _set_rng_state(state):
+    random.setstate(tuple(state['python']))
+    numpy_state = dict(state['numpy'])
+    numpy_state['state'] = dict(numpy_state['state'], key=np.asarray(numpy_state['state']['key'], dtype=np.uint32))
+    np.random.set_state(numpy_state)
+    paddle.set_rng_state(state['cpu'], 'cpu')
+    if 'device' in state and not _on_cpu():
+        try:
+            paddle.set_rng_state(state['device'])
+        except (ValueError, RuntimeError) as exc:
+            _logger.warning('device random state not restored (%s); dropout-free models are unaffected', exc)
+
+
+class StepResult:
+    """What one step did, for hooks.
+
+    Attributes:
+        losses (dict): ``{name: float}`` of the step's losses, averaged over processes.
+        total_loss (float): their sum.
+        lr (float): learning rate used.
+        grad_norm (float): global L2 norm of the (unscaled, unclipped) gradients.
+        skipped (bool): gradients were not finite and the update was skipped.
+        batch_size (int): samples in the step over all processes.
+        step_time (float): seconds for the whole step, data included.
+        data_time (float): seconds spent waiting for the batch.
+    """
+
+    def __init__(self, losses, lr, grad_norm, skipped, batch_size):
+        self.losses = losses
+        self.total_loss = sum(losses.values())
+        self.lr = lr
+        self.grad_norm = grad_norm
+        self.skipped = skipped
+        self.batch_size = batch_size
+        self.step_time = 0.0
+        self.data_time = 0.0
+
+
+class HookBase:
+    """Called by :meth:`Trainer.train`: ``before_train`` once, ``after_step`` after every step
+    (``trainer.global_step`` already incremented, ``trainer.last_step`` filled), ``after_train``
+    at the end of a complete or stopped run (not after an exception)."""
+
+    def before_train(self, trainer):
+        """Called once before the first step (after a resume)."""
+
+    def after_step(self, trainer):
+        """Called after each step."""
+
+    def after_train(self, trainer):
+        """Called once when the loop ends normally or by :meth:`Trainer.request_stop`."""
+
+
+class Trainer:
+    """Runs ``num_iters`` optimizer steps over a data loader.
+
+    Args:
+        model: a ``paddle.nn.Layer`` (possibly ``DataParallel``) whose train-mode
+            ``forward(images, targets)`` returns a dict of losses (keys ending in ``loss``).
+        optimizer: a ``paddle.optimizer.Optimizer`` with a float learning rate (clipping
+            configured on it).
+        lr_schedule: object with ``step(global_step, optimizer) -> lr`` and ``state_dict()``.
+        num_iters: total number of steps.
+        amp_level: ``'O0'``, ``'O1'`` or ``'O2'`` (``O2`` needs :func:`prepare_amp` first).
+        amp_dtype: ``'float16'`` or ``'bfloat16'``.
+        scaler: the ``GradScaler`` from :func:`prepare_amp`, or None.
+        hooks: :class:`HookBase` instances, called in order.
+        state_info: extra entries stored in every checkpoint (``config_name``, ``config_digest``).
+
+    Attributes:
+        global_step (int): steps done.
+        skipped_steps (int): steps whose update was skipped because of non-finite gradients.
+        last_step (StepResult): the most recent step.
+    """
+
+    def __init__(self, model, optimizer, lr_schedule, num_iters, amp_level='O0', amp_dtype='float16',
+                 scaler=None, hooks=(), state_info=None):
+        _check_amp(amp_level, amp_dtype)
+        self.model = model
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.num_iters = int(num_iters)
+        self.amp_level = amp_level
+        self.amp_dtype = amp_dtype
+        self.scaler = scaler
+        self.hooks = list(hooks)
+        self.state_info = dict(state_info or {})
+        self.world_size = paddle.distributed.get_world_size()
+        self.global_step = 0
+        self.skipped_steps = 0
+        self.last_step = None
+        self._stop_requested = False
+        self._parameters = [p for p in model.parameters() if not p.stop_gradient]
+
+    def request_stop(self):
+        """Finish the current step, run ``after_train`` (which saves a checkpoint) and return."""
+        self._stop_requested = True
+
+    @property
+    def stopped_early(self):
+        """True when the last :meth:`train` ended by :meth:`request_stop` before ``num_iters``."""
+        return self._stop_requested and self.global_step < self.num_iters
+
+    def state_dict(self):
+        """Return everything needed to continue exactly: model, optimizer, scaler, step, RNG."""
+        core = unwrap_model(self.model)
+        state = dict(
+            model=core.state_dict(),
+            opt=optimizer_state_by_name(self.optimizer, core),
+            global_step=self.global_step,
+            skipped_steps=self.skipped_steps,
+            scaler=self.scaler.state_dict() if self.scaler is not None else {},
+            lr=self.lr_schedule.state_dict(),
+            rng=_rng_state(),
+        )
+        state.update(self.state_info)
+        return state
+
+    def load_state_dict(self, state, source='checkpoint'):
+        """Restore a :meth:`state_dict` (strictly: every model key must match).
+
+        Raises:
+            CheckpointError: the model or optimizer entries do not fit (the keys are listed).
+        """
+        core = unwrap_model(self.model)
+        load_state_dict_strict(core, state['model'], source=source)
+        load_optimizer_state_by_name(self.optimizer, core, state.get('opt', {}), source)
+        if self.scaler is not None and state.get('scaler'):
+            self.scaler.load_state_dict(state['scaler'])
+        saved_lr = state.get('lr')
+        if saved_lr and saved_lr != self.lr_schedule.state_dict():
+            _logger.warning('%s was trained with the schedule %s; continuing with %s', source, saved_lr,
+                            self.lr_schedule.state_dict())
+        if state.get('rng'):
+            _set_rng_state(state['rng'])
+        self.global_step = int(state['global_step'])
+        self.skipped_steps = int(state.get('skipped_steps', 0))
+
+    def run_step(self, batch):
+        """Run one optimizer step on ``batch = (images, targets)``; return a :class:`StepResult`."""
+        images, targets = batch
+        lr = self.lr_schedule.step(self.global_step, self.optimizer)
+        with paddle.amp.auto_cast(enable=self.amp_level != 'O0', level=self.amp_level, dtype=self.amp_dtype):
+            outputs = self.model(images, targets)
+        losses = {k: (v.mean() if v.ndim else v).astype('float32') for k, v in outputs.items() if k.endswith('loss')}
+        if not losses:
+            raise ValueError('the model returned no loss: train-mode forward must return a dict with keys ending '
+                             "in 'loss', got %s" % sorted(outputs))
+        total = paddle.add_n(list(losses.values()))
+        scaling = self.scaler is not None and self.scaler.is_enable()
+        if scaling:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            total.backward()
+        grad_norm = global_grad_norm(self._parameters)
+        finite = math.isfinite(grad_norm)
+        if scaling:
+            self.scaler.step(self.optimizer)  # skips the update itself when it found Inf/NaN
+            self.scaler.update()
+        elif finite:
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        if not finite:
+            self.skipped_steps += 1
+            _logger.warning('step %d: gradients are not finite (norm %s); update skipped (%d so far)',
+                            self.global_step, grad_norm, self.skipped_steps)
+        self.global_step += 1
+        return StepResult(self._mean_over_processes(losses), lr, grad_norm, not finite,
+                          int(images.shape[0]) * self.world_size)
+
+    def _mean_over_processes(self, losses):
+        names = sorted(losses)
+        values = paddle.stack([losses[k].detach() for k in names])
+        if self.world_size > 1:
+            paddle.distributed.all_reduce(values)
+            values = values / self.world_size
+        return dict(zip(names, values.numpy().tolist()))
+
+    def train(self, data_loader):
+        """Train until ``global_step == num_iters`` (or a requested stop), continuing from ``global_step``.
+
+        The data loader's batch sampler is moved to ``global_step`` when it has
+        ``set_start_step`` (``simplecv.data.sampler.StepBatchSampler``), so a resumed run sees the
+        same batches as an uninterrupted one.
+
+        Raises:
+            DataError: the loader yields no batch.
+        """
+        sampler = getattr(data_loader, 'batch_sampler', None)
+        if hasattr(sampler, 'set_start_step'):
+            sampler.set_start_step(self.global_step)
+        elif self.global_step:
+            _logger.warning('the data loader cannot skip to step %d; the data order restarts', self.global_step)
+        self._stop_requested = False
+        self.model.train()
+        # Paddle's Layer.train() does not call sublayers' train() overrides (e.g. frozen BatchNorm).
+        unwrap_model(self.model).train()
+        for hook in self.hooks:
+            hook.before_train(self)
+        while self.global_step < self.num_iters and not self._stop_requested:
+            batches = iter(data_loader)
+            steps_before = self.global_step
+            while self.global_step < self.num_iters and not self._stop_requested:
+                start = time.perf_counter()
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                data_time = time.perf_counter() - start
+                self.last_step = self.run_step(batch)
+                self.last_step.data_time = data_time
+                self.last_step.step_time = time.perf_counter() - start
+                for hook in self.hooks:
+                    hook.after_step(self)
+            if self.global_step == steps_before and not self._stop_requested:
+                raise DataError('the training data loader yielded no batch; check data.train (image_dir, '
+                                'mask_dir, batch_size)')
+        for hook in self.hooks:
+            hook.after_train(self)
+
+
+class CheckpointHook(HookBase):
+    """Save the trainer's state every ``interval`` steps and at the end (see :mod:`simplecv.core.checkpoint`).
+
+    Args:
+        model_dir: output folder.
+        interval: steps between checkpoints (0 or None: only at the end).
+    """
+
+    def __init__(self, model_dir, interval):
+        self.model_dir = model_dir
+        self.interval = int(interval or 0)
+        self._saved_step = None
+
+    def before_train(self, trainer):
+        self._saved_step = trainer.global_step if trainer.global_step else None
+
+    def after_step(self, trainer):
+        if self.interval and trainer.global_step % self.interval == 0:
+            self._save(trainer)
+
+    def after_train(self, trainer):
+        if self._saved_step != trainer.global_step:
+            self._save(trainer)
+
+    def _save(self, trainer):
+        save_checkpoint(self.model_dir, trainer.state_dict())
+        self._saved_step = trainer.global_step
+
+
+class LoggerHook(HookBase):
+    """Log a progress line every ``interval`` steps and append it to ``model_dir/train_log.jsonl``.
+
+    The line holds the losses averaged over the last ``interval`` steps (as SimpleCV's logger
+    smooths them), the learning rate and gradient norm of the last step, the average seconds per
+    step, samples per second and data time, and the ETA. The JSON-lines file (one record per
+    logged step) feeds :class:`PlotHook`; on resume the records after the resumed step are dropped.
+
+    Args:
+        interval: steps between lines.
+        model_dir: folder of ``train_log.jsonl``, or None for log lines only.
+    """
+
+    FILE_NAME = 'train_log.jsonl'
+
+    def __init__(self, interval, model_dir=None):
+        self.interval = max(int(interval), 1)
+        self.path = os.path.join(model_dir, self.FILE_NAME) if model_dir else None
+        self._window = deque(maxlen=self.interval)
+
+    def before_train(self, trainer):
+        self._window.clear()
+        if self.path and os.path.isfile(self.path):
+            kept = [r for r in read_train_log(self.path) if r['step'] <= trainer.global_step]
+            atomic_write(self.path, lambda tmp: _write_lines(tmp, kept))
+        _logger.info('training from step %d to %d', trainer.global_step, trainer.num_iters)
+
+    def after_step(self, trainer):
+        result = trainer.last_step
+        self._window.append(result)
+        step = trainer.global_step
+        if step % self.interval and step != trainer.num_iters:
+            return
+        window = list(self._window)
+        step_time = sum(r.step_time for r in window) / len(window)
+        data_time = sum(r.data_time for r in window) / len(window)
+        samples = sum(r.batch_size for r in window) / max(sum(r.step_time for r in window), 1e-9)
+        losses = {name: sum(r.losses[name] for r in window) / len(window) for name in sorted(result.losses)}
+        _logger.info('step %d/%d  %s  lr %.6g  grad_norm %.3g  %.3f s/it  %.2f samples/s  data %.3f s  eta %s%s',
+                     step, trainer.num_iters, '  '.join('%s %.4f' % kv for kv in losses.items()), result.lr,
+                     result.grad_norm, step_time, samples, data_time,
+                     _format_seconds(step_time * (trainer.num_iters - step)),
+                     '  skipped %d' % trainer.skipped_steps if trainer.skipped_steps else '')
+        if self.path:
+            record = dict(step=step, loss=sum(losses.values()), lr=result.lr, grad_norm=result.grad_norm,
+                          s_per_iter=step_time, samples_per_s=samples, data_time=data_time,
+                          skipped_steps=trainer.skipped_steps, **losses)
+            with open(self.path, 'a') as stream:
+                stream.write(json.dumps(record) + '\n')
+
+
+def read_train_log(path):
+    """Return the records of a ``train_log.jsonl`` file, skipping a torn last line."""
+    records = []
+    with open(path) as stream:
+        for line in stream:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def _write_lines(path, records):
+    with open(path, 'w') as stream:
+        stream.writelines(json.dumps(r) + '\n' for r in records)
+
+
+def _format_seconds(seconds):
+    seconds = int(round(seconds))
+    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+class VisualDLHook(HookBase):
+    """Write loss, learning-rate and speed scalars for VisualDL (``visualdl --logdir model_dir``).
+
+    Args:
+        model_dir: log folder.
+        interval: steps between scalars (SimpleCV's ``tensorboard_interval_step``).
+    """
+
+    def __init__(self, model_dir, interval):
+        self.model_dir = model_dir
+        self.interval = max(int(interval), 1)
+        self._writer = None
+
+    def before_train(self, trainer):
+        try:
+            from visualdl import LogWriter
+        except ImportError:
+            _logger.warning('visualdl is not installed: no scalars are written to %s', self.model_dir)
+            return
+        self._writer = LogWriter(logdir=self.model_dir)
+
+    def after_step(self, trainer):
+        if self._writer is None or trainer.global_step % self.interval:
+            return
+        result = trainer.last_step
+        scalars = dict(('loss/%s' % k, v) for k, v in result.losses.items())
+        scalars.update({'loss/total_loss': result.total_loss, 'train/lr': result.lr,
+                        'train/grad_norm': result.grad_norm, 'time/s_per_iter': result.step_time,
+                        'time/data_time': result.data_time, 'train/skipped_steps': trainer.skipped_steps})
+        for tag, value in scalars.items():
+            if math.isfinite(value):
+                self._writer.add_scalar(tag=tag, value=value, step=trainer.global_step)
+
+    def after_train(self, trainer):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class PlotHook(HookBase):
+    """At the end, draw the logged loss and learning rate against the iteration to ``model_dir/training_curves.png``."""
+
+    FILE_NAME = 'training_curves.png'
+
+    def __init__(self, model_dir, title=None):
+        self.model_dir = model_dir
+        self.title = title
+
+    def after_train(self, trainer):
+        from simplecv.util.plot import plot_training_curves
+
+        log_path = os.path.join(self.model_dir, LoggerHook.FILE_NAME)
+        records = read_train_log(log_path) if os.path.isfile(log_path) else []
+        if not records:
+            return
+        path = os.path.join(self.model_dir, self.FILE_NAME)
+        plot_training_curves([r['step'] for r in records], [r['loss'] for r in records],
+                             [r['lr'] for r in records], path, self.title)
+        _logger.info('training curves: %s', path)
