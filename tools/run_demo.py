@@ -73,7 +73,8 @@ def main(argv=None):
         checkpoint = last_checkpoint(args.out)
         result = isaid_eval.main(['--config_path', CONFIG, '--ckpt_path', checkpoint, '--image_dir', val_images,
                                   '--mask_dir', val_masks, '--log_dir', args.out, '--patch_size', str(EVAL_PATCH),
-                                  '--stride', str(EVAL_STRIDE), '--batch_size', '4'])[0]
+                                  '--stride', str(EVAL_STRIDE), '--batch_size', '4',
+                                  '--vis_dir', os.path.join(args.out, 'vis')])[0]
     except FactSegError as error:
         sys.stderr.write('run_demo.py: error: %s\n' % error)
         return 2
@@ -85,7 +86,32 @@ def main(argv=None):
     print('time: data %.0f s, training %.0f s, evaluation %.0f s, total %.0f s'
           % (data_seconds, train_seconds, eval_seconds, time.time() - start))
     print('training curves: %s' % os.path.join(args.out, 'training_curves.png'))
+    print('image | ground truth | prediction: %s' % save_comparison(val_images, val_masks,
+                                                                   os.path.join(args.out, 'vis'), args.out))
     return 0
+
+
+def save_comparison(image_dir, mask_dir, vis_dir, out_dir):
+    """Write ``comparison.png``: one row per val image with the image, its colour mask and the prediction."""
+    import glob
+
+    import numpy as np
+    from PIL import Image
+
+    from data.isaid import COLOR_MASK_SUFFIX
+
+    rows = []
+    for path in sorted(glob.glob(os.path.join(image_dir, '*.png'))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        panels = [Image.open(path).convert('RGB'),
+                  Image.open(os.path.join(mask_dir, name + COLOR_MASK_SUFFIX)).convert('RGB'),
+                  Image.open(os.path.join(vis_dir, name + '.png')).convert('RGB')]
+        gap = np.full((panels[0].height, 8, 3), 255, np.uint8)
+        rows.append(np.concatenate([part for panel in panels for part in (np.asarray(panel), gap)][:-1], axis=1))
+        rows.append(np.full((8, rows[-1].shape[1], 3), 255, np.uint8))
+    target = os.path.join(out_dir, 'comparison.png')
+    Image.fromarray(np.concatenate(rows[:-1], axis=0)).save(target)
+    return target
 
 
 def _percent(value):
