@@ -1,11 +1,12 @@
 """FactSeg (Ma, Wang, Zhong, Zheng, "Foreground Activation-Driven Small Object Semantic
 Segmentation in Large-Scale Remote Sensing Imagery", IEEE TGRS 60, 2022).
 """
+import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from module.decoder import AsymmetricDecoder
-from module.loss import JointLoss, joint_probability, separate_losses
+from module.loss import JointLoss, joint_probability, log_softmax, separate_losses
 from simplecv.core.config import AttrDict, merge_strict
 from simplecv.core.errors import ConfigError
 from simplecv.core.registry import MODEL
@@ -136,4 +137,4 @@ class FactSeg(nn.Layer):
             return separate_losses(fg_logits, bi_logits, y['cls'], self.config.loss, self.config.loss.ignore_index)
         if 'joint_loss' in self.config.loss:
             return joint_probability(fg_logits, bi_logits)
-        return F.softmax(fg_logits, axis=1)
+        return paddle.exp(log_softmax(fg_logits, axis=1))

@@ -19,16 +19,26 @@ def _as_float32(x):
     return x.astype('float32') if x.dtype in (paddle.float16, paddle.bfloat16) else x
 
 
+def log_softmax(logits, axis=1):
+    """``logits - logsumexp(logits)``: torch's ``log_softmax``, exact in the tails.
+
+    Paddle's CPU ``softmax``/``log_softmax`` kernels clip ``x - max`` at -64 (a logit gap of 800
+    gives -64 instead of -800), which changes the loss of confidently wrong pixels and the fused
+    probabilities wherever both branches are tiny; ``logsumexp`` has no such clip.
+    """
+    return logits - paddle.logsumexp(logits, axis=axis, keepdim=True)
+
+
 def joint_probability(fg_logits, bi_logits):
     """Fused class probabilities ``[N, C, H, W]`` that sum to 1 over axis 1.
+
+    Equal to the official ``joint / Z`` (computed as ``exp`` of :func:`joint_log_probability`,
+    which avoids Paddle's softmax clipping and fp32 underflow).
 
     Differences from the official code: the normaliser keeps its class axis (``keepdim``), so
     the result is right for any batch size; the official ``Z`` broadcasts correctly only for N=1.
     """
-    class_prob = F.softmax(fg_logits, axis=1)
-    fg_prob = F.sigmoid(bi_logits)
-    joint = paddle.concat([(1.0 - fg_prob) * class_prob[:, :1], fg_prob * class_prob[:, 1:]], axis=1)
-    return joint / joint.sum(axis=1, keepdim=True)
+    return paddle.exp(joint_log_probability(fg_logits, bi_logits))
 
 
 def joint_log_probability(fg_logits, bi_logits):
@@ -38,7 +48,7 @@ def joint_log_probability(fg_logits, bi_logits):
     fp32 form takes ``log(0)`` (σ(b) rounds to 1 for b ≳ 16.7, softmax underflows), which there
     gives an infinite loss or NaN gradients.
     """
-    log_class = F.log_softmax(fg_logits, axis=1)
+    log_class = log_softmax(fg_logits, axis=1)
     log_joint = paddle.concat([F.log_sigmoid(-bi_logits) + log_class[:, :1],
                                F.log_sigmoid(bi_logits) + log_class[:, 1:]], axis=1)
     return log_joint - paddle.logsumexp(log_joint, axis=1, keepdim=True)
@@ -133,7 +143,7 @@ def ohem_cross_entropy(logits, target, ignore_index=255, thresh=0.7, min_kept=10
         A scalar tensor (NaN when no pixel is hard, as in the official code).
     """
     target = target.astype('int64')
-    log_prob = F.log_softmax(logits, axis=1)
+    log_prob = log_softmax(logits, axis=1)
     losses = pixel_nll(log_prob, target, ignore_index)
     valid = target != ignore_index
     weight = ohem_weight(paddle.exp(-losses), valid, thresh, min_kept)
@@ -204,7 +214,7 @@ def separate_losses(fg_logits, bi_logits, target, loss_config, ignore_index=255)
     bce_loss = paddle.masked_select(bce, valid).mean()
     if 'ohem' in loss_config:
         return dict(ohem_loss=ohem_cross_entropy(fg_logits, target, ignore_index), bce_loss=bce_loss)
-    ce = pixel_nll(F.log_softmax(fg_logits, axis=1), target, ignore_index)
+    ce = pixel_nll(log_softmax(fg_logits, axis=1), target, ignore_index)
     if 'som' in loss_config:
         return dict(som_cls_loss=som(ce, loss_config['som']), bce_loss=bce_loss)
     return dict(cls_loss=ce.mean(), bce_loss=bce_loss)

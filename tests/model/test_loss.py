@@ -185,3 +185,21 @@ def test_som_groups_split_an_uneven_batch_like_a_distributed_sampler():
     assert got == pytest.approx(np.mean([_official_som(losses[:3], 0.2), _official_som(losses[3:], 0.2)]), rel=1e-6)
     single = som(paddle.to_tensor(losses[:1]), 0.2, groups=2).item()
     assert single == pytest.approx(_official_som(losses[:1], 0.2), rel=1e-6)
+
+
+def test_wide_logits_match_the_exact_formula_despite_paddle_softmax_clipping():
+    """Paddle's CPU softmax clips x - max at -64; the joint log-probability and the fusion must not."""
+    from module.loss import joint_log_probability, joint_probability, pixel_nll
+    s, b, y = _random_case(10, ignore_fraction=0.0)
+    s, b = s * 30, np.clip(b * 20, -30, 30)  # logit gaps of a few hundred: past -64, inside float64
+    # Exact log-space evaluation of the joint probability in NumPy.
+    top = s.max(axis=1, keepdims=True)
+    log_class = s - top - np.log(np.exp(s - top).sum(axis=1, keepdims=True))
+    log_joint = np.concatenate([-np.logaddexp(0, b) + log_class[:, :1], -np.logaddexp(0, -b) + log_class[:, 1:]], 1)
+    top = log_joint.max(axis=1, keepdims=True)
+    expected = log_joint - top - np.log(np.exp(log_joint - top).sum(axis=1, keepdims=True))
+    got = joint_log_probability(paddle.to_tensor(s), paddle.to_tensor(b))
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-10)
+    assert pixel_nll(got, paddle.to_tensor(y)).numpy().max() > 64  # beyond the clip
+    np.testing.assert_allclose(joint_probability(paddle.to_tensor(s), paddle.to_tensor(b)).numpy(),
+                               np.exp(expected), atol=1e-12)
