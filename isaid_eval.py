@@ -47,7 +47,6 @@ from simplecv.core.errors import CheckpointError, ConfigError, DataError, FactSe
 from simplecv.util.logger import get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.eval')
-_NON_IMAGE_SUFFIXES = ('_instance_color_RGB', '_instance_id_RGB', '_label')
 _CHECKPOINT_EXTENSIONS = ('.pdparams',)
 
 EPILOG = """examples:
@@ -159,47 +158,6 @@ def _step_key(path):
     return (int(numbers[-1]) if numbers else -1, os.path.basename(path))
 
 
-def find_images(image_dir):
-    """Sorted image files of a folder (mask-like names skipped).
-
-    Raises:
-        DataError: the folder is missing or holds no image.
-    """
-    from simplecv.util.raster_io import IMAGE_EXTENSIONS
-
-    if not os.path.isdir(image_dir):
-        raise DataError('--image_dir %s is not a folder' % os.path.abspath(image_dir))
-    names = []
-    for name in sorted(os.listdir(image_dir)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTENSIONS and not stem.endswith(_NON_IMAGE_SUFFIXES):
-            names.append(os.path.join(image_dir, name))
-    if not names:
-        raise DataError('--image_dir %s holds no images (%s)' % (os.path.abspath(image_dir),
-                                                                 ', '.join(IMAGE_EXTENSIONS)))
-    return names
-
-
-def find_mask(image_path, mask_dir, mask_format):
-    """The mask file of an image.
-
-    Raises:
-        DataError: no mask, naming the files looked for.
-    """
-    stem, ext = os.path.splitext(os.path.basename(image_path))
-    if mask_format == 'color':
-        candidates = [stem + '_instance_color_RGB' + ext]
-    else:
-        candidates = [stem + '_label' + ext, stem + ext]
-    for candidate in candidates:
-        path = os.path.join(mask_dir, candidate)
-        if os.path.isfile(path) and not os.path.samefile(path, image_path):
-            return path
-    hint = '' if mask_format == 'label' else '; for single-channel label PNGs use --mask_format label'
-    raise DataError('image %s has no mask: expected %s%s' % (
-        image_path, ' or '.join(os.path.join(mask_dir, c) for c in candidates), hint))
-
-
 class _Item:
     """One image with its mask, checked when listed and decoded later."""
 
@@ -236,14 +194,11 @@ class _Item:
 
 def list_items(args):
     """Every image (and mask) to process, checked before any model is built."""
-    mask_dir = args.mask_dir
-    if mask_dir is not None and not os.path.isdir(mask_dir):
-        raise DataError('--mask_dir %s is not a folder' % os.path.abspath(mask_dir))
-    items = []
-    for path in find_images(args.image_dir):
-        mask = find_mask(path, mask_dir, args.mask_format) if mask_dir is not None else None
-        items.append(_Item(path, mask, args.mask_format))
-    return items
+    from data.isaid_files import find_pairs
+    from simplecv.util.raster_io import IMAGE_EXTENSIONS
+
+    pairs = find_pairs(args.image_dir, args.mask_dir, args.mask_format, extensions=IMAGE_EXTENSIONS)
+    return [_Item(image, mask, args.mask_format) for image, mask in pairs]
 
 
 def _prepare_output_dir(path, what):

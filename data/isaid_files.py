@@ -19,11 +19,13 @@ from PIL import Image
 
 from simplecv.core.errors import DataError
 
-COLOR_MASK_SUFFIX = '_instance_color_RGB.png'
-LABEL_MASK_SUFFIX = '_label.png'
-# Files that the iSAID masks folder, or a folder shared by images and masks, may hold and that
-# are not images.
-NON_IMAGE_SUFFIXES = (COLOR_MASK_SUFFIX, '_instance_id_RGB.png', LABEL_MASK_SUFFIX)
+COLOR_MASK_MARK = '_instance_color_RGB'
+LABEL_MASK_MARK = '_label'
+COLOR_MASK_SUFFIX = COLOR_MASK_MARK + '.png'
+LABEL_MASK_SUFFIX = LABEL_MASK_MARK + '.png'
+# Name endings (before the extension) of files that the iSAID masks folder, or a folder shared
+# by images and masks, may hold and that are not images.
+NON_IMAGE_MARKS = (COLOR_MASK_MARK, '_instance_id_RGB', LABEL_MASK_MARK)
 MASK_FORMATS = ('color', 'label')
 
 PngHeader = namedtuple('PngHeader', 'width height bit_depth color_type')
@@ -73,31 +75,38 @@ def _check_folder(folder, what, content):
 
 def _mask_path(image_path, mask_dir, mask_format):
     name = os.path.basename(image_path)
-    stem = name[:-len('.png')]
-    candidates = [stem + COLOR_MASK_SUFFIX] if mask_format == 'color' else [stem + LABEL_MASK_SUFFIX, name]
+    stem, extension = os.path.splitext(name)
+    if mask_format == 'color':
+        candidates = [stem + COLOR_MASK_MARK + extension]
+    else:
+        candidates = [stem + LABEL_MASK_MARK + extension, name]
     for candidate in candidates:
         path = os.path.join(mask_dir, candidate)
         if os.path.isfile(path) and not os.path.samefile(path, image_path):
             return path
     hint = ('' if mask_format == 'label' else
-            "; if your masks are single-channel label PNGs, set mask_format='label'")
+            "; if your masks are single-channel label images, set mask_format='label' "
+            "(isaid_eval.py: --mask_format label)")
     raise DataError('image %s has no mask: expected %s%s' % (
         os.path.abspath(image_path), ' or '.join(os.path.abspath(os.path.join(mask_dir, c)) for c in candidates),
         hint))
 
 
-def find_pairs(image_dir, mask_dir, mask_format='color'):
+def find_pairs(image_dir, mask_dir, mask_format='color', extensions=('.png',)):
     """List the images of a split, sorted by name, with their masks.
 
-    Images are ``image_dir/*.png`` except files ending in ``_instance_color_RGB.png``,
-    ``_instance_id_RGB.png`` or ``_label.png``. The mask of ``<name>.png`` is
-    ``mask_dir/<name>_instance_color_RGB.png`` (``mask_format='color'``), or
-    ``mask_dir/<name>_label.png`` if it exists, else ``mask_dir/<name>.png`` (``'label'``).
+    Images are the files of ``image_dir`` with one of ``extensions`` (any case), except names
+    ending in ``_instance_color_RGB``, ``_instance_id_RGB`` or ``_label`` before the extension.
+    The mask of ``<name>.<ext>`` is ``mask_dir/<name>_instance_color_RGB.<ext>``
+    (``mask_format='color'``), or ``mask_dir/<name>_label.<ext>`` if it exists, else
+    ``mask_dir/<name>.<ext>`` (``'label'``).
 
     Args:
         image_dir: folder of the images.
         mask_dir: folder of the masks, or None to list images only.
         mask_format: ``'color'`` or ``'label'``.
+        extensions: lower-case image extensions with the dot; the training data set reads PNG
+            only, the evaluator every format of :mod:`simplecv.util.raster_io`.
 
     Returns:
         list: ``(image_path, mask_path)`` tuples; ``mask_path`` is None without ``mask_dir``.
@@ -107,13 +116,18 @@ def find_pairs(image_dir, mask_dir, mask_format='color'):
     """
     if mask_format not in MASK_FORMATS:
         raise ValueError("mask_format must be 'color' or 'label', got %r" % (mask_format,))
-    _check_folder(image_dir, 'image_dir', '<name>.png images')
+    _check_folder(image_dir, 'image_dir', 'images')
     if mask_dir is not None:
         _check_folder(mask_dir, 'mask_dir', 'masks')
-    names = sorted(f for f in os.listdir(image_dir) if f.endswith('.png') and not f.endswith(NON_IMAGE_SUFFIXES))
+    names = []
+    for name in sorted(os.listdir(image_dir)):
+        stem, extension = os.path.splitext(name)
+        if extension.lower() in extensions and not stem.endswith(NON_IMAGE_MARKS):
+            names.append(name)
     if not names:
-        raise DataError('no <name>.png images in %s; expected the iSAID layout <split>/images/<name>.png '
-                        'with masks in <split>/masks' % os.path.abspath(image_dir))
+        raise DataError('no <name>%s images in %s; expected the iSAID layout <split>/images/<name>%s '
+                        'with masks in <split>/masks' % ('|'.join(extensions), os.path.abspath(image_dir),
+                                                          extensions[0]))
     pairs = []
     for name in names:
         image_path = os.path.join(image_dir, name)

@@ -146,3 +146,18 @@ def test_label_mask_with_ignore_accepted(good_split, write_png):
     _, read = ISAIDSegmmDataset(*good_split[:2], PATCH, mask_format='label', verify='decode').read(0)
     assert read.dtype == np.uint8
     np.testing.assert_array_equal(read, label[:32, :32])
+
+
+def test_find_pairs_other_extensions_keep_the_image_extension(tmp_path):
+    from data.isaid_files import find_pairs
+
+    for folder, names in (('images', ['b.TIF', 'a.jpg', 'c.png', 'a_label.jpg', 'notes.txt']),
+                          ('masks', ['b_instance_color_RGB.TIF', 'a_instance_color_RGB.jpg'])):
+        os.makedirs(tmp_path / folder, exist_ok=True)
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b'')
+    pairs = find_pairs(str(tmp_path / 'images'), str(tmp_path / 'masks'), extensions=('.jpg', '.tif'))
+    assert [(os.path.basename(i), os.path.basename(m)) for i, m in pairs] == [
+        ('a.jpg', 'a_instance_color_RGB.jpg'), ('b.TIF', 'b_instance_color_RGB.TIF')]
+    with pytest.raises(DataError, match=r"c.png has no mask: expected .*c_instance_color_RGB.png"):
+        find_pairs(str(tmp_path / 'images'), str(tmp_path / 'masks'), extensions=('.png',))

@@ -146,7 +146,7 @@ def test_geotiff_predictions_keep_georeference(checkpoints, tmp_path):
 
 def test_bad_inputs_are_clear_errors(dataset, checkpoints, tmp_path):
     os.makedirs(tmp_path / 'empty' / 'images')
-    with pytest.raises(DataError, match='holds no images'):
+    with pytest.raises(DataError, match='no <name>.* images in .*empty'):
         isaid_eval.main(_args(tmp_path / 'empty', checkpoints, '--vis_dir', str(tmp_path / 'v'), mask=None))
     bad = tmp_path / 'bad'
     os.makedirs(bad / 'images')
