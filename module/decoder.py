@@ -4,13 +4,14 @@ import math
 import paddle.nn as nn
 
 from simplecv.module.init import batch_norm, torch_default_conv_attrs
+from simplecv.module.upsample import UpsampleBilinear
 
 
 class AsymmetricDecoder(nn.Layer):
     """Bring every pyramid level to one stride with conv-BN-ReLU(-bilinear ×2) stacks and average.
 
     A level at stride ``s`` gets ``n = log2(s) - log2(out_feat_output_stride)`` layers (at least
-    one); each layer is ``Conv2D(3×3, no bias) → BatchNorm → ReLU → UpsamplingBilinear2D(×2,
+    one); each layer is ``Conv2D(3×3, no bias) → BatchNorm → ReLU → UpsampleBilinear(×2,
     align_corners=True)`` (the upsample only when ``n > 0``). The level outputs are summed in
     order and divided by 4 (a literal in the official code, whatever the number of levels). Sub-layer names ``blocks.{i}.{j}.{0,1}`` equal the
     official state-dict keys. Conv weights use torch's default init, U(±1/sqrt(fan_in)).
@@ -40,7 +41,7 @@ class AsymmetricDecoder(nn.Layer):
                     nn.Conv2D(channels_in, out_channels, 3, padding=1, weight_attr=weight_attr, bias_attr=False),
                     batch_norm(out_channels),
                     nn.ReLU(),
-                    nn.UpsamplingBilinear2D(scale_factor=2) if num_upsample != 0 else nn.Identity(),
+                    UpsampleBilinear(scale_factor=2) if num_upsample != 0 else nn.Identity(),
                 ))
             self.blocks.append(nn.Sequential(*layers))
 

@@ -3,7 +3,6 @@ Segmentation in Large-Scale Remote Sensing Imagery", IEEE TGRS 60, 2022).
 """
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from module.decoder import AsymmetricDecoder
 from module.loss import JointLoss, joint_probability, log_softmax, separate_losses
@@ -12,6 +11,7 @@ from simplecv.core.errors import ConfigError
 from simplecv.core.registry import MODEL
 from simplecv.module.fpn import FPN
 from simplecv.module.init import torch_default_conv_attrs
+from simplecv.module import upsample
 from simplecv.module.resnet import ResNetEncoder
 
 _BRANCH_DEFAULTS = dict(
@@ -31,7 +31,9 @@ class FactSeg(nn.Layer):
 
     A ResNet encoder feeds two independent FPN + asymmetric-decoder branches: the foreground
     branch ends in ``fg_cls`` (C class logits), the binary branch in ``bi_cls`` (one foreground
-    logit); both are upsampled ×4 (bilinear, ``align_corners=True``) to the input size.
+    logit); both are upsampled ×4 (bilinear, ``align_corners=True``) to the input size. In
+    float64 every bilinear upsampling is computed in float64 (:mod:`simplecv.module.upsample`;
+    Paddle's kernel uses single-precision weights), so float64 runs match torch's to ~1e-10.
     Sub-layer names equal the official state-dict keys (``resencoder.resnet.*``, ``fgfpn.*``,
     ``bifpn.*``, ``fg_decoder.*``, ``bi_decoder.*``, ``fg_cls``, ``bi_cls``); BatchNorm statistics
     are ``_mean`` / ``_variance``.
@@ -123,8 +125,8 @@ class FactSeg(nn.Layer):
         features = self.resencoder(x)
         fg_out = self.fg_decoder(list(self.fgfpn(features)))
         bi_out = self.bi_decoder(list(self.bifpn(features)))
-        fg_logits = F.interpolate(self.fg_cls(fg_out), scale_factor=4.0, mode='bilinear', align_corners=True)
-        bi_logits = F.interpolate(self.bi_cls(bi_out), scale_factor=4.0, mode='bilinear', align_corners=True)
+        fg_logits = upsample.bilinear(self.fg_cls(fg_out), 4.0)
+        bi_logits = upsample.bilinear(self.bi_cls(bi_out), 4.0)
         return fg_logits, bi_logits
 
     def forward(self, x, y=None):

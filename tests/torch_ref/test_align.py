@@ -16,6 +16,7 @@ paddle = pytest.importorskip('paddle')
 pytest.importorskip('reprod_log')
 
 from torch_ref import align  # noqa: E402
+from simplecv.module import upsample  # noqa: E402
 from torch_ref.align_steps import backward, common, forward, loss, metric, train  # noqa: E402
 
 
@@ -143,9 +144,8 @@ def test_perturbed_weight_fails_forward(quick, monkeypatch, tmp_path):
 
 
 def test_align_corners_false_fails_forward(quick, monkeypatch, tmp_path):
-    monkeypatch.setattr(paddle.nn, 'UpsamplingBilinear2D',
-                        lambda scale_factor: paddle.nn.Upsample(scale_factor=scale_factor, mode='bilinear',
-                                                                align_corners=False))
+    monkeypatch.setattr(upsample, 'bilinear', lambda x, scale_factor: paddle.nn.functional.interpolate(
+        x, scale_factor=scale_factor, mode='bilinear', align_corners=False))
     result = forward.run(str(tmp_path), quick)
     assert not result.passed
     assert {'train_fg_logits_fp64', 'train_bi_logits_fp64'} <= set(result.failed_keys)

@@ -8,8 +8,9 @@ ResNet-50 config (``pretrained=False``).
 Checks (issue requirement):
     * float32, eval mode: fused probabilities, max abs diff <= 1e-4;
     * float32, train mode (batch-statistics BN): joint loss, relative diff <= 1e-5;
-    * float64 on both sides, train mode: gradients of both heads <= 1e-6 relative L2, every
-      parameter gradient <= 2e-3 relative L2.
+    * float64 on both sides, train mode: every parameter gradient <= 1e-8 relative L2 (measured
+      1.5e-10; before bilinear upsampling was made exact in float64, Paddle's single-precision
+      interpolation weights left up to 1.7e-4, see ``simplecv/module/upsample.py``).
 
 SOM keeps the top 10 % of pixel losses; pixels that tie at that boundary may be broken
 differently. The labels are made tie-free: pixels just below the K-th loss are set to 255
@@ -168,10 +169,9 @@ def test_gradients_float64(pair):
     print(f'float64 loss rel diff {abs(float(p_loss) - t_loss.item()) / t_loss.item():.3e}; '
           f'heads {", ".join(f"{n} {rel[n]:.2e}" for n in HEADS)}; '
           f'worst parameter gradient {worst} rel L2 {rel[worst]:.3e}')
-    bad_heads = {n: rel[n] for n in HEADS if rel[n] > 1e-6}
-    bad = {n: r for n, r in rel.items() if r > 2e-3}
-    if bad_heads or bad:
-        pytest.fail(f'head gradients over 1e-6: {bad_heads}; parameters over 2e-3: '
+    bad = {n: r for n, r in rel.items() if r > 1e-8}
+    if bad:
+        pytest.fail(f'parameter gradients over 1e-8: '
                     f'{dict(sorted(bad.items(), key=lambda kv: -kv[1])[:10])}\n'
                     + _divergence(torch_model, paddle_model, x))
 
