@@ -74,8 +74,19 @@ def prepare_amp(model, optimizer, level, dtype='float16'):
 
 
 def global_grad_norm(parameters):
-    """Return the global L2 norm of the gradients of ``parameters`` as a Python float (Inf/NaN kept)."""
-    squares = [paddle.sum(paddle.square(p.grad.astype('float32'))) for p in parameters if p.grad is not None]
+    """Return the global L2 norm of the gradients of ``parameters`` as a Python float (Inf/NaN kept).
+
+    float16/bfloat16/float32 gradients are squared and summed in float32, float64 ones in
+    float64 (as ``ClipGradByGlobalNorm`` does); the per-tensor sums are added in float64.
+    """
+    squares = []
+    for param in parameters:
+        grad = param.grad
+        if grad is None:
+            continue
+        if grad.dtype != paddle.float64:
+            grad = grad.astype('float32')
+        squares.append(paddle.sum(paddle.square(grad)).astype('float64'))
     if not squares:
         return 0.0
     return float(paddle.sqrt(paddle.add_n(squares)))

@@ -9,7 +9,7 @@ import pytest
 
 from train_helpers import TinySegmenter, parameters_of, tiny_loader, tiny_trainer
 from simplecv.core.checkpoint import last_checkpoint, load_checkpoint
-from simplecv.core.trainer import CheckpointHook, HookBase, LoggerHook, PlotHook, Trainer, prepare_amp
+from simplecv.core.trainer import CheckpointHook, HookBase, LoggerHook, PlotHook, Trainer, global_grad_norm, prepare_amp
 from simplecv.opt import PolyLearningRate, make_optimizer
 
 
@@ -158,3 +158,18 @@ def test_a_model_without_losses_is_reported():
                       PolyLearningRate(0.1, 0.9, 2), 2)
     with pytest.raises(ValueError, match="keys ending in 'loss', got \\['logits'\\]"):
         trainer.train(tiny_loader())
+
+
+@pytest.mark.parametrize('dtype, rtol', [('float64', 1e-14), ('float32', 1e-6)])
+def test_global_grad_norm_keeps_the_gradient_precision(dtype, rtol):
+    rng = np.random.RandomState(0)
+    values = [1.0 + 1e-9 * rng.standard_normal((30, 40)), 1e-3 * rng.standard_normal(7)]
+    params = []
+    for value in values:
+        param = paddle.create_parameter(value.shape, dtype)
+        param.set_value(value.astype(dtype))
+        (param * param / 2).sum().backward()  # gradient = the value itself
+        params.append(param)
+    expected = math.sqrt(sum(float((v.astype(dtype).astype(np.float64) ** 2).sum()) for v in values))
+    assert global_grad_norm(params + [paddle.create_parameter([2], dtype)]) == pytest.approx(expected, rel=rtol)
+    assert global_grad_norm([]) == 0.0
