@@ -8,7 +8,8 @@ and is held to its threshold:
   forward   eval probabilities, train-mode logits of both branches (fp64) mean abs diff <= 1e-6
   metric    confusion matrix, per-class IoU, mIoU vs the official NPmIoU  mean abs diff <= 1e-6
   loss      joint loss (SOM, OHEM), CE+SOM, OHEM-CE, CE: values, grads    mean abs diff <= 1e-6
-  backward  10 steps of SGD, clip 35, lagged poly: losses, LRs, weights  relative diff <= 1e-4
+  backward  10 steps of SGD, clip 35, lagged poly: losses, LRs, updates,  relative diff <= 1e-4
+            weights, BN running means (--full: every step from equal weights)
   train     20 steps on demo data through the real pipeline: loss curve  relative diff <= 0.5%
 
 The module docstrings in ``torch_ref/align_steps/`` say what each step builds and why. The

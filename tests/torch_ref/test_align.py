@@ -185,6 +185,39 @@ def test_per_tensor_clipping_fails_backward(quick, monkeypatch, tmp_path):
     assert 'lr' not in result.failed_keys
 
 
+def test_wrong_momentum_fails_backward_updates(quick, monkeypatch, tmp_path):
+    """Momentum 0.8 instead of 0.9 changes the updates by ~13 %: caught by ``updates``, not by ``weights``."""
+    import simplecv.opt as opt
+
+    original = opt.make_optimizer
+
+    def momentum_08(config, parameters, learning_rate):
+        config = dict(config, params=dict(config['params'], momentum=0.8))
+        return original(config, parameters, learning_rate)
+
+    monkeypatch.setattr(opt, 'make_optimizer', momentum_08)
+    result = backward.run(str(tmp_path), quick)
+    assert not result.passed
+    # The first update is the same (momentum buffers start as the gradient), later ones are not.
+    assert {'updates/iter01', 'updates/iter02', 'updates/iter03'} <= set(result.failed_keys)
+    assert not {'updates/iter00', 'lr', 'weights'} & set(result.failed_keys)
+    monkeypatch.setattr(backward, 'resynced', lambda options: True)
+    result = backward.run(str(tmp_path), quick)
+    assert 'updates/iter03' in result.failed_keys and 'updates/iter00' not in result.failed_keys
+
+
+def test_backward_one_step_at_a_time_passes_and_resets_the_weights(quick, monkeypatch, tmp_path):
+    """The ``--full`` mode (weights reset to the reference's after every step) at the small size."""
+    copies = []
+    original = backward._copy_weights
+    monkeypatch.setattr(backward, '_copy_weights', lambda *args: copies.append(1) or original(*args))
+    monkeypatch.setattr(backward, 'resynced', lambda options: True)
+    result = backward.run(str(tmp_path), quick)
+    assert result.passed, result.failed_keys
+    assert len(copies) == backward.ITERATIONS - 1
+    assert any('reset to the reference' in note for note in result.notes)
+
+
 def test_learning_rate_without_lag_fails_backward(quick, monkeypatch, tmp_path):
     from simplecv.opt.learning_rate import PolyLearningRate
 
