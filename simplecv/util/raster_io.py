@@ -56,7 +56,17 @@ def _to_rgb(pixels, path):
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
-class RasterImage:
+class _ClosedOnExit:
+    """``with obj:`` calls ``obj.close()`` on the way out."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RasterImage(_ClosedOnExit):
     """An image opened for reading by rows: ``read_rows(y1, y2)`` gives ``(y2-y1, W, 3)`` uint8.
 
     Use :func:`open_image`. Attributes: ``path``, ``height``, ``width``, ``profile`` (rasterio
@@ -77,12 +87,6 @@ class RasterImage:
 
     def close(self):
         """Release the decoded pixels or the open file."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class ArrayImage(RasterImage):
@@ -270,7 +274,7 @@ class LabelMask:
             self._source = None
 
 
-class _GeoTiffBand:
+class _GeoTiffBand(_ClosedOnExit):
     """Band 1 of a GeoTIFF label mask, read by rows."""
 
     def __init__(self, path):
@@ -297,12 +301,6 @@ class _GeoTiffBand:
 
     def close(self):
         self._dataset.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def palette_bytes(colors):
@@ -339,7 +337,7 @@ def _make_parent(path):
     os.makedirs(parent, exist_ok=True)
 
 
-class GeoTiffLabelWriter:
+class GeoTiffLabelWriter(_ClosedOnExit):
     """Write a label map to a single-band uint8 GeoTIFF band by band, keeping georeference.
 
     Args:
@@ -375,8 +373,3 @@ class GeoTiffLabelWriter:
     def close(self):
         self._dataset.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
