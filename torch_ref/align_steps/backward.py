@@ -142,9 +142,9 @@ def run(out_dir, options):
 
     series = {side: {'loss': [], 'lr': [], 'grad_norm': []} for side in ('paddle', 'torch')}
     updates = {'paddle': {}, 'torch': {}}
+    torch_start = _concatenate(before, weight_names)[sample]
+    paddle_start = _concatenate(common.paddle_state(paddle_model), weight_names)[sample]
     for index, ((images, labels), scale) in enumerate(zip(batches, scales)):
-        paddle_start = _concatenate(common.paddle_state(paddle_model), weight_names)[sample]
-        torch_start = _concatenate(common.torch_state(torch_model), weight_names)[sample]
         wrapped.scale = scale
         result = trainer.run_step((common.as_paddle(images), {'cls': common.as_paddle(labels)}))
         for key, value in (('loss', sum(result.losses.values()) / scale), ('lr', result.lr),
@@ -153,11 +153,15 @@ def run(out_dir, options):
         for key, value in zip(('loss', 'lr', 'grad_norm'), loop.step(images, labels, loss_scale=scale)):
             series['torch'][key].append(value)
         torch_now = common.torch_state(torch_model)
+        paddle_end = _concatenate(common.paddle_state(paddle_model), weight_names)[sample]
+        torch_end = _concatenate(torch_now, weight_names)[sample]
         key = 'updates/iter%02d' % index
-        updates['paddle'][key] = _concatenate(common.paddle_state(paddle_model), weight_names)[sample] - paddle_start
-        updates['torch'][key] = _concatenate(torch_now, weight_names)[sample] - torch_start
+        updates['paddle'][key] = paddle_end - paddle_start
+        updates['torch'][key] = torch_end - torch_start
         if resync and index + 1 < len(batches):
             _copy_weights(paddle_model, torch_now, weight_names)
+            paddle_end = torch_end
+        paddle_start, torch_start = paddle_end, torch_end
 
     paddle_series, torch_series = series['paddle'], series['torch']
     paddle_after, torch_after = common.paddle_state(paddle_model), common.torch_state(torch_model)
