@@ -1,36 +1,205 @@
 #!/usr/bin/env bash
-# TIPC-style chain: generate data -> train -> evaluate -> export -> static inference.
-# Usage: bash test_tipc/test_train_inference_python.sh [lite_train_lite_infer|whole_train_whole_infer] [OUT_DIR]
-# lite_train_lite_infer (default) runs in about a minute on 2 CPU cores; whole_train_whole_infer
-# is the full demo schedule. Every step must succeed and leave its outputs, or the script fails.
-set -euo pipefail
-MODE=${1:-lite_train_lite_infer}
-OUT=${2:-test_tipc/output/$MODE}
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-case "$MODE" in
-  lite_train_lite_infer) ITERS=6; IMAGES=2 ;;
-  whole_train_whole_infer) ITERS=""; IMAGES=16 ;;
-  *) echo "unknown mode $MODE (lite_train_lite_infer or whole_train_whole_infer)" >&2; exit 2 ;;
+# Paddle TIPC driver: reads a train_infer_python.txt and runs train -> eval -> export -> infer,
+# writing one "Run successfully" / "Run failed" line per command to
+# ROOT/test_tipc/output/<MODE>/results_python.log (each command's output beside it).
+# Exits 1 when any command failed, 2 on a usage or config error, 0 otherwise.
+#
+# Usage: bash test_tipc/test_train_inference_python.sh CONFIG MODE [ROOT]
+#          (after bash test_tipc/prepare.sh CONFIG MODE [ROOT])
+#        bash test_tipc/test_train_inference_python.sh [MODE] [ROOT]
+#          (the factseg config; prepares the data first)
+#   MODE  lite_train_lite_infer (default; about a minute on 2 CPU cores) or whole_train_whole_infer
+#   ROOT  the folder the config's relative paths start from (default: the repository)
+# GPU entries (gpu_list 0 or 0,1; eval --device gpu; infer --use_gpu True) run when Paddle sees a
+# CUDA device and are logged as skipped otherwise.
+set -uo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$REPO/test_tipc/common_func.sh"
+
+if [[ ${1:-} == *.txt ]]; then
+  CONFIG=$1 MODE=${2:-} ROOT=${3:-$REPO} PREPARE=0
+else
+  CONFIG=$REPO/test_tipc/configs/factseg/train_infer_python.txt MODE=${1:-lite_train_lite_infer} ROOT=${2:-$REPO}
+  PREPARE=1
+fi
+case $MODE in
+  lite_train_lite_infer | whole_train_whole_infer) ;;
+  *) echo "error: unknown mode '$MODE'; use lite_train_lite_infer or whole_train_whole_infer" >&2; exit 2 ;;
 esac
-DATA=$OUT/data
+CONFIG=$(cd "$(dirname "$CONFIG")" 2> /dev/null && pwd)/$(basename "$CONFIG")
+read_tipc_config "$CONFIG" || exit 2
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+if (( PREPARE )); then
+  bash "$REPO/test_tipc/prepare.sh" "$CONFIG" "$MODE" "$ROOT" || exit 2
+fi
+mkdir -p "$ROOT" && cd "$ROOT" || exit 2
+
+# ---- the config, by line position as in Paddle's TIPC ----
+MODEL_NAME=$(value_of "${LINES[1]}")
+PYTHON=$(value_of "${LINES[2]}")
+IFS='|' read -r -a GPU_LIST <<< "$(value_of "${LINES[3]}")"
+TRAIN_GPU_KEY=$(key_of "${LINES[4]}")
+IFS='|' read -r -a TRAIN_GPU_VALUES <<< "$(value_of "${LINES[4]}")"
+AUTOCAST_KEY=$(key_of "${LINES[5]}")
+IFS='|' read -r -a AUTOCAST_LIST <<< "$(value_of "${LINES[5]}")"
+ITERS_KEY=$(key_of "${LINES[6]}")
+SAVE_MODEL_KEY=$(key_of "${LINES[7]}")
+BATCH_KEY=$(key_of "${LINES[8]}")
+PRETRAIN_KEY=$(key_of "${LINES[9]}")
+PRETRAIN_VALUE=$(value_of "${LINES[9]}")
+TRAIN_PARAM_KEY1=$(key_of "${LINES[12]}")
+IFS='|' read -r -a TRAINER_LIST <<< "$(value_of "${LINES[14]}")"
+NORM_TRAIN=$(value_of "${LINES[15]}")
+EVAL_PY=$(value_of "${LINES[23]}")
+EVAL_KEY1=$(key_of "${LINES[24]}")
+IFS='|' read -r -a EVAL_VALUES1 <<< "$(value_of "${LINES[24]}")"
+SAVE_INFER_KEY=$(key_of "${LINES[27]}")
+EXPORT_WEIGHT_KEY=$(key_of "${LINES[28]}")
+EXPORT_SHAPE_KEY=$(key_of "${LINES[29]}")
+EXPORT_SHAPE_VALUE=$(value_of "${LINES[29]}")
+NORM_EXPORT=$(value_of "${LINES[30]}")
+INFERENCE_PY=$(value_of "${LINES[40]}")
+INFER_GPU_KEY=$(key_of "${LINES[41]}")
+IFS='|' read -r -a INFER_GPU_LIST <<< "$(value_of "${LINES[41]}")"
+MKLDNN_KEY=$(key_of "${LINES[42]}")
+IFS='|' read -r -a MKLDNN_LIST <<< "$(value_of "${LINES[42]}")"
+THREADS_KEY=$(key_of "${LINES[43]}")
+IFS='|' read -r -a THREADS_LIST <<< "$(value_of "${LINES[43]}")"
+INFER_BATCH_KEY=$(key_of "${LINES[44]}")
+IFS='|' read -r -a INFER_BATCH_LIST <<< "$(value_of "${LINES[44]}")"
+TRT_KEY=$(key_of "${LINES[45]}")
+IFS='|' read -r -a TRT_LIST <<< "$(value_of "${LINES[45]}")"
+PRECISION_KEY=$(key_of "${LINES[46]}")
+IFS='|' read -r -a PRECISION_LIST <<< "$(value_of "${LINES[46]}")"
+INFER_MODEL_KEY=$(key_of "${LINES[47]}")
+IMAGE_KEY=$(key_of "${LINES[48]}")
+IMAGE_VALUE=$(value_of "${LINES[48]}")
+INFER_KEY1=$(key_of "${LINES[51]}")
+INFER_KEY2=$(key_of "${LINES[52]}")
+INFER_VALUE2=$(value_of "${LINES[52]}")
+# Per-mode values (the message names the line when MODE is missing).
+ITERS=$(mode_value "${LINES[6]}") || exit 2
+BATCH=$(mode_value "${LINES[8]}") || exit 2
+TRAIN_MODEL_NAME=$(mode_value "${LINES[10]}") || exit 2
+TRAIN_INFER_IMG_DIR=$(mode_value "${LINES[11]}") || exit 2
+TRAIN_PARAM_VALUE1=$(mode_value "${LINES[12]}") || exit 2
+
+if [[ ! -e $TRAIN_INFER_IMG_DIR ]]; then
+  echo "error: no data at $ROOT/$TRAIN_INFER_IMG_DIR; run bash test_tipc/prepare.sh $CONFIG $MODE${3:+ $ROOT} first" >&2
+  exit 2
+fi
+HAS_GPU=$("$PYTHON" -c 'import paddle; print(int(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0))' 2> /dev/null || echo 0)
+
+OUT=test_tipc/output/$MODE
 rm -rf "$OUT" && mkdir -p "$OUT"
-run() {  # run a step, logging to OUT/<script>.log; on failure show the log's end and stop
-  local log="$OUT/$(basename "$2" .py).log"
-  echo "+ $*"
-  "$@" > "$log" 2>&1 || { tail -20 "$log"; echo "FAILED: $*" >&2; exit 1; }
+STATUS_LOG=$OUT/results_python.log
+echo "------------------------ $MODE ------------------------" > "$STATUS_LOG"
+FAILURES=0
+
+# run_logged LOG: run CMD with its output in LOG, then log the result line.
+run_logged() {
+  echo "+ ${CMD[*]}"
+  "${CMD[@]}" > "$1" 2>&1
+  local status=$?
+  (( status != 0 )) && tail -n 15 "$1" >&2
+  status_check "$status"
 }
 
-run python -m data.demo --out "$DATA" --num-train "$IMAGES" --num-val 1 --size 256 256
-OVERRIDES=(data.train.params.image_dir "$DATA/train/images" data.train.params.mask_dir "$DATA/train/masks")
-[ -n "$ITERS" ] && OVERRIDES+=(train.num_iters "$ITERS" learning_rate.params.max_iters "$ITERS")
-run python apex_train.py --config_path isaid.factseg_demo --model_dir "$OUT/train" "${OVERRIDES[@]}"
-CKPT=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['last'])" "$OUT/train/checkpoint_info.json")
-run python isaid_eval.py --config_path isaid.factseg_demo --ckpt_path "$OUT/train/$CKPT" \
-    --image_dir "$DATA/val/images" --mask_dir "$DATA/val/masks" --log_dir "$OUT/eval" --patch_size 128 --stride 64
-run python tools/export_model.py --config_path isaid.factseg_demo --ckpt_path "$OUT/train/$CKPT" \
-    --save_dir "$OUT/inference_model" --input_size 128 128
-run python tools/infer.py --model_dir "$OUT/inference_model" --image_dir "$DATA/val/images" \
-    --out_dir "$OUT/predictions" --stride 64
-ls "$OUT"/predictions/*_label.png > /dev/null
-echo "TIPC $MODE passed: outputs in $OUT"
+skip_gpu() {  # log a GPU command that this machine cannot run
+  echo " Skipped (no CUDA device) command - $MODEL_NAME - ${CMD[*]}!  " | tee -a "$STATUS_LOG"
+}
+
+# infer MODEL_DIR: the inference commands over the device, oneDNN, thread, batch and precision lists.
+infer() {
+  local model_dir=$1 device mkldnn threads batch precision trt tag
+  for device in "${INFER_GPU_LIST[@]}"; do
+    if [[ $device == True || $device == gpu ]]; then
+      for trt in "${TRT_LIST[@]}"; do for precision in "${PRECISION_LIST[@]}"; do for batch in "${INFER_BATCH_LIST[@]}"; do
+        tag=gpu_usetrt_${trt}_precision_${precision}_batchsize_${batch}
+        FLAGS=() OVERRIDES=()
+        append_param "$INFER_GPU_KEY" "$device"
+        append_param "$TRT_KEY" "$trt"
+        append_param "$PRECISION_KEY" "$precision"
+        append_param "$INFER_MODEL_KEY" "$model_dir"
+        append_param "$IMAGE_KEY" "$IMAGE_VALUE"
+        append_param "$INFER_BATCH_KEY" "$batch"
+        append_param "$INFER_KEY1" "$OUT/python_infer_${tag}_results"
+        append_param "$INFER_KEY2" "$INFER_VALUE2" words
+        build_command "$PYTHON" "$INFERENCE_PY"
+        if (( HAS_GPU )); then run_logged "$OUT/python_infer_$tag.log"; else skip_gpu; fi
+      done; done; done
+    else
+      for mkldnn in "${MKLDNN_LIST[@]}"; do for threads in "${THREADS_LIST[@]}"; do
+        for batch in "${INFER_BATCH_LIST[@]}"; do for precision in "${PRECISION_LIST[@]}"; do
+          tag=cpu_usemkldnn_${mkldnn}_threads_${threads}_precision_${precision}_batchsize_${batch}
+          FLAGS=() OVERRIDES=()
+          append_param "$INFER_GPU_KEY" "$device"
+          append_param "$MKLDNN_KEY" "$mkldnn"
+          append_param "$THREADS_KEY" "$threads"
+          append_param "$PRECISION_KEY" "$precision"
+          append_param "$INFER_MODEL_KEY" "$model_dir"
+          append_param "$IMAGE_KEY" "$IMAGE_VALUE"
+          append_param "$INFER_BATCH_KEY" "$batch"
+          append_param "$INFER_KEY1" "$OUT/python_infer_${tag}_results"
+          append_param "$INFER_KEY2" "$INFER_VALUE2" words
+          build_command "$PYTHON" "$INFERENCE_PY"
+          run_logged "$OUT/python_infer_$tag.log"
+        done; done
+      done; done
+    fi
+  done
+}
+
+for index in "${!GPU_LIST[@]}"; do
+  gpu=${GPU_LIST[index]}
+  for autocast in "${AUTOCAST_LIST[@]}"; do
+    for trainer in "${TRAINER_LIST[@]}"; do
+      [[ $trainer == norm ]] || { echo "error: trainer '$trainer' is not supported (only norm)" >&2; exit 2; }
+      [[ $NORM_TRAIN == null ]] && continue
+      name=${trainer}_gpus_${gpu}_autocast_${autocast}
+      save_dir=$OUT/$name
+      FLAGS=() OVERRIDES=()
+      append_param "$TRAIN_GPU_KEY" "${TRAIN_GPU_VALUES[index]:-null}"
+      append_param "$SAVE_MODEL_KEY" "$save_dir"
+      append_param "$AUTOCAST_KEY" "$autocast"
+      append_param "$PRETRAIN_KEY" "$PRETRAIN_VALUE"
+      append_param "$ITERS_KEY" "$ITERS"
+      append_param "$BATCH_KEY" "$BATCH"
+      append_param "$TRAIN_PARAM_KEY1" "$TRAIN_PARAM_VALUE1"
+      build_command "$PYTHON" "$NORM_TRAIN"
+      if [[ $gpu == *,* ]]; then  # several GPUs: Paddle's launcher
+        CMD=("$PYTHON" -m paddle.distributed.launch --gpus "$gpu" --log_dir "$save_dir/launch" "${CMD[@]:1}")
+      fi
+      if [[ $gpu != -1 ]] && (( ! HAS_GPU )); then
+        skip_gpu
+        continue
+      fi
+      run_logged "$OUT/$name.log"
+      checkpoint=$save_dir/$TRAIN_MODEL_NAME
+
+      if [[ $EVAL_PY != null ]]; then
+        FLAGS=() OVERRIDES=()
+        append_param "$PRETRAIN_KEY" "$checkpoint"
+        append_param "$EVAL_KEY1" "${EVAL_VALUES1[index]:-null}"
+        build_command "$PYTHON" "$EVAL_PY"
+        run_logged "$OUT/${name}_eval.log"
+      fi
+      if [[ $NORM_EXPORT != null ]]; then
+        FLAGS=() OVERRIDES=()
+        append_param "$EXPORT_WEIGHT_KEY" "$checkpoint"
+        append_param "$SAVE_INFER_KEY" "$save_dir/static"
+        append_param "$EXPORT_SHAPE_KEY" "$EXPORT_SHAPE_VALUE" words
+        build_command "$PYTHON" "$NORM_EXPORT"
+        run_logged "$OUT/${name}_export.log"
+        [[ $INFERENCE_PY != null ]] && infer "$save_dir/static"
+      fi
+    done
+  done
+done
+
+if (( FAILURES )); then
+  echo "TIPC $MODE: $FAILURES command(s) failed; see $ROOT/$STATUS_LOG" >&2
+  exit 1
+fi
+echo "TIPC $MODE passed: $ROOT/$STATUS_LOG"
