@@ -21,6 +21,7 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import CheckpointError, ConfigError, FactSegError  # noqa: E402
 from simplecv.util.logger import get_logger  # noqa: E402
 

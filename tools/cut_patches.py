@@ -27,6 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from data.isaid import LABEL_MASK_SUFFIX, ISAIDSegmmDataset, RemoveColorMap  # noqa: E402
 from simplecv.util.logger import get_logger  # noqa: E402
 

@@ -12,6 +12,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+
 EPILOG = '''examples:
   python tools/export_model.py --config_path isaid.factseg --ckpt_path log/model-60000.pdparams \\
       --save_dir inference_model                          # CPU + oneDNN, 896x896 windows

@@ -32,6 +32,7 @@ if __package__ in (None, ''):
     # Run as `python torch_ref/align.py`: make the repository root importable.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.util.logger import get_logger  # noqa: E402
 from torch_ref.align_steps import STEPS, step_module  # noqa: E402
 from torch_ref.align_steps.common import StepOptions, StepResult  # noqa: E402
