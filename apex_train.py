@@ -7,7 +7,8 @@ optimizer's learning rate, SGD with weight decay on every parameter and global-n
 the ``data.train`` loader. Every ``train.save_ckpt_interval_epoch`` epochs (or
 ``train.save_ckpt_interval_iter`` steps) and at the end, ``model_dir/model-<step>.pdparams`` and
 ``checkpoint_info.json`` are written atomically; running the same command again continues
-exactly where the last checkpoint left off. Ctrl-C finishes the current step, saves and stops.
+exactly where the last checkpoint left off. Ctrl-C or SIGTERM finishes the current step, saves and
+stops; a sample that fails to load stops the run after saving the last complete step.
 
 Outputs in ``--model_dir``: checkpoints, ``train.log``, ``train_log.jsonl`` (one record per
 logged step), VisualDL scalars (``visualdl --logdir MODEL_DIR``) and ``training_curves.png``.
@@ -23,6 +24,7 @@ if REPO_ROOT not in sys.path:
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import CheckpointError, ConfigError, FactSegError  # noqa: E402
+from simplecv.core.graceful_stop import EXIT_CODES, GracefulStop  # noqa: E402
 from simplecv.util.logger import get_logger  # noqa: E402
 
 _logger = get_logger('factseg.train')
@@ -92,20 +94,24 @@ def parse_args(argv=None):
     return args
 
 
-def check_config(config, config_path):
+def check_config(config, config_path, overrides=()):
     """Check the parts of a config that training reads before anything is built.
 
+    Every section is strict (:func:`simplecv.core.config_check.check_training_config`); the
+    official keys that are accepted but not used are logged.
+
     Raises:
-        ConfigError: a missing section or a bad ``train`` value, naming the key.
+        ConfigError: an unknown key, a missing section or a bad ``train`` value, naming the key.
     """
-    for section in ('model', 'optimizer', 'learning_rate', 'train'):
-        if section not in config:
-            raise ConfigError('config %s has no %r section' % (config_path, section))
-    if 'train' not in config.get('data', {}):
-        raise ConfigError('config %s has no data.train section' % config_path)
+    from simplecv.core.config_check import check_training_config, declared_unused
+
+    try:
+        check_training_config(config, overrides)
+    except ConfigError as error:
+        raise ConfigError('config %s: %s' % (config_path, error)) from None
+    for dotted, value, reason in declared_unused(config):
+        _logger.info('%s is accepted but not used: %s', dotted, reason)
     train = config.train
-    if 'num_iters' not in train:
-        raise ConfigError('config %s: train.num_iters is required (num_epochs is not supported)' % config_path)
     if not isinstance(train.num_iters, int) or train.num_iters < 1:
         raise ConfigError('train.num_iters must be a positive int, got %r' % (train.num_iters,))
     if train.get('forward_times', 1) != 1:
@@ -197,17 +203,27 @@ def _checkpoint_interval(train, steps_per_epoch):
     return train.get('save_ckpt_interval_epoch', 1) * steps_per_epoch
 
 
-def _add_file_log(model_dir):
+def _prepare_model_dir(model_dir):
+    """Check that ``model_dir`` can be written, remove temporaries of killed runs, start ``train.log``.
+
+    Raises:
+        OutputError: the folder cannot be created or written (read-only, full).
+    """
     import logging
 
-    handler = logging.FileHandler(os.path.join(model_dir, 'train.log'))
+    from simplecv.util.output_guard import GuardedFileHandler, check_writable, remove_stale_temporaries
+
+    check_writable(model_dir)
+    for name in remove_stale_temporaries(model_dir):
+        _logger.warning('removed %s, left by a run that was killed while writing it', os.path.join(model_dir, name))
+    handler = GuardedFileHandler(os.path.join(model_dir, 'train.log'))
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s', '%Y-%m-%d %H:%M:%S'))
     get_logger().addHandler(handler)
     return handler
 
 
 def train(args):
-    """Build everything from ``args`` and train; return 0, or 130 when stopped by Ctrl-C.
+    """Build everything from ``args`` and train; return 0, or 130/143 when stopped by Ctrl-C/SIGTERM.
 
     Raises:
         FactSegError: bad config, data, checkpoint or model_dir (the message says what to fix).
@@ -216,7 +232,7 @@ def train(args):
     from simplecv.core.checkpoint import check_compatible, config_digest, read_checkpoint_info
 
     config = build_config(args.config_path, args.opts)
-    check_config(config, args.config_path)
+    check_config(config, args.config_path, (args.opts or [])[0::2])
     model_dir = args.model_dir
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise ConfigError('--model_dir %s is a file, not a folder' % model_dir)
@@ -238,8 +254,7 @@ def train(args):
     state = None if resume_path is None else _resume_state(resume_path, args.resume_iter, config_name, digest)
     log_handler = None
     if rank == 0:
-        os.makedirs(model_dir, exist_ok=True)
-        log_handler = _add_file_log(model_dir)
+        log_handler = _prepare_model_dir(model_dir)
     try:
         _logger.info('config %s, overrides %s\n%s', args.config_path, args.opts or [], _format_config(config))
         _announce_backbone(config, state is not None)
@@ -248,7 +263,7 @@ def train(args):
         if state is not None:
             trainer.load_state_dict(state, source=resume_path)
             _logger.info('resumed from %s at step %d', resume_path, trainer.global_step)
-        with _GracefulInterrupt(trainer, world_size):
+        with GracefulStop(trainer) as stop:
             trainer.train(loader)
     finally:
         if log_handler is not None:
@@ -256,7 +271,7 @@ def train(args):
             log_handler.close()
     if trainer.stopped_early:
         _logger.warning('stopped at step %d; run the same command again to continue', trainer.global_step)
-        return 130
+        return stop.exit_code or EXIT_CODES[signal.SIGINT]
     return 0
 
 
@@ -319,42 +334,12 @@ def _format_config(config):
     return pprint.pformat(config.to_dict(), width=110, sort_dicts=False)
 
 
-class _GracefulInterrupt:
-    """While active (single process only), the first Ctrl-C asks the trainer to stop after the current
-    step and save; a second one interrupts at once."""
-
-    def __init__(self, trainer, world_size):
-        self.trainer = trainer
-        self.active = world_size == 1 and _is_main_thread()
-        self.previous = None
-
-    def _handle(self, signum, frame):
-        _logger.warning('Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort)')
-        self.trainer.request_stop()
-        signal.signal(signal.SIGINT, self.previous)
-
-    def __enter__(self):
-        if self.active:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            signal.signal(signal.SIGINT, self.previous)
-        return False
-
-
-def _is_main_thread():
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def main(argv=None):
     """Run training from the command line; returns the exit status.
 
-    0: done; 2: a bad config, data set, checkpoint or ``--model_dir`` (message on stderr, no
-    traceback); 130: stopped by Ctrl-C after saving a checkpoint.
+    0: done; 2: a bad config, data set, checkpoint or ``--model_dir``, a sample that fails to load
+    during the run, or a full or read-only ``--model_dir`` (one-line message on stderr, no
+    traceback); 130 or 143: stopped by Ctrl-C or SIGTERM after saving a checkpoint.
     """
     args = parse_args(argv)
     try:

@@ -31,6 +31,7 @@ from simplecv.api.preprocess import comm, segm
 from simplecv.core.config import AttrDict, merge_strict
 from simplecv.core.errors import ConfigError
 from simplecv.core.registry import DATALOADER
+from simplecv.data.fail_fast import CaptureErrors, collate_or_fail, raise_failures
 from simplecv.data.sampler import StepBatchSampler
 from simplecv.data.sliding_window import sliding_window
 from simplecv.util.logger import get_logger
@@ -460,11 +461,21 @@ class ISAIDSegmmDataLoader(paddle.io.DataLoader):
         sampler = StepBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, shuffle=cfg.training,
                                    drop_last=False, rank=paddle.distributed.get_rank(),
                                    world_size=paddle.distributed.get_world_size())
-        super().__init__(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                         collate_fn=collate_batch, return_list=True)
+        super().__init__(CaptureErrors(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
+                         collate_fn=collate_or_fail(collate_batch), return_list=True)
+
+    def __iter__(self):
+        """Iterate over batches; a sample that fails to load raises its :class:`DataError` here, in the caller's
+        thread, whatever ``num_workers`` is (see :mod:`simplecv.data.fail_fast`)."""
+        return raise_failures(super().__iter__())
 
     def set_default_config(self):
-        """Fill ``self.config`` with the defaults.
+        """Fill ``self.config`` with :meth:`default_config` (SimpleCV's configurable hook)."""
+        self.config.update(self.default_config())
+
+    @staticmethod
+    def default_config():
+        """Return every key the loader accepts, with its default.
 
         Keys (official unless marked *port*):
 
@@ -477,7 +488,7 @@ class ISAIDSegmmDataLoader(paddle.io.DataLoader):
         - *port* ``cache_mb``: decoded-image cache per worker process, MiB (512).
         - *port* ``seed``: sampler seed; epoch order and augmentation derive from it (2333).
         """
-        self.config.update(dict(
+        return dict(
             image_dir='',
             mask_dir='',
             patch_config=dict(DEFAULT_PATCH_CONFIG),
@@ -497,4 +508,4 @@ class ISAIDSegmmDataLoader(paddle.io.DataLoader):
             verify='header',
             cache_mb=512,
             seed=2333,
-        ))
+        )

@@ -178,6 +178,11 @@ def _decode_png(path, mode):
             if mode is not None and image.mode != mode:
                 image = image.convert(mode)
             return np.asarray(image)
+    except FileNotFoundError:
+        raise DataError('%s no longer exists (removed or renamed after the data set was listed); restore it, '
+                        'or remove its image and mask from the split and start a new run' % path) from None
+    except PermissionError:
+        raise DataError('%s cannot be read (permission denied); make it readable (chmod a+r)' % path) from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as error:
         raise DataError('cannot decode %s (%s: %s); the file is damaged, replace it'
                         % (path, type(error).__name__, error)) from None

@@ -26,8 +26,9 @@ import os
 
 import paddle
 
-from simplecv.core.errors import CheckpointError
+from simplecv.core.errors import CheckpointError, OutputError
 from simplecv.util.logger import get_logger
+from simplecv.util.output_guard import writing
 
 CHECKPOINT_INFO = 'checkpoint_info.json'
 _logger = get_logger('factseg.checkpoint')
@@ -159,18 +160,36 @@ def save_checkpoint(model_dir, state):
 
     Returns:
         str: the checkpoint path.
+
+    Raises:
+        OutputError: the folder is full or read-only; the message names the file and the last
+            complete checkpoint, which is left as it was (no temporary file remains).
     """
-    os.makedirs(model_dir, exist_ok=True)
     step = int(state['global_step'])
     name = checkpoint_name(step)
     path = os.path.join(model_dir, name)
-    atomic_write(path, lambda tmp: paddle.save(state, tmp))
-    info = read_checkpoint_info(model_dir) or {}
-    checkpoints = dict(info.get('checkpoints', {}))
-    checkpoints[str(step)] = name
-    info.update(last=name, global_step=step, checkpoints=checkpoints,
-                config_name=state.get('config_name'), config_digest=state.get('config_digest'))
-    atomic_write(os.path.join(model_dir, CHECKPOINT_INFO), _write_json(info))
+    info = read_checkpoint_info(model_dir) if os.path.isdir(model_dir) else None
+    info = info or {}
+    try:
+        with writing(model_dir, 'checkpoint folder'):
+            os.makedirs(model_dir, exist_ok=True)
+        with writing(path, 'checkpoint'):
+            atomic_write(path, lambda tmp: paddle.save(state, tmp))
+        checkpoints = dict(info.get('checkpoints', {}))
+        checkpoints[str(step)] = name
+        new_info = dict(info, last=name, global_step=step, checkpoints=checkpoints,
+                        config_name=state.get('config_name'), config_digest=state.get('config_digest'))
+        info_path = os.path.join(model_dir, CHECKPOINT_INFO)
+        with writing(info_path, 'checkpoint pointer'):
+            atomic_write(info_path, _write_json(new_info))
+    except OutputError as error:
+        previous = info.get('last')
+        if previous:
+            note = ('the last complete checkpoint %s is unchanged; run the same command again to continue from it'
+                    % os.path.join(model_dir, previous))
+        else:
+            note = 'no earlier checkpoint exists'
+        raise OutputError('%s; %s' % (error, note)) from None
     _logger.info('saved %s', path)
     return path
 

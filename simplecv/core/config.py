@@ -172,14 +172,26 @@ def merge_strict(defaults, user, where='', open_keys=()):
     return merged
 
 
+def unknown_key_error(where, key, valid, note=''):
+    """Return the :class:`ConfigError` for ``key`` in the section ``where``, naming the closest of ``valid``.
+
+    Args:
+        where: dotted path of the section (``'train'``; ``''`` for the top level).
+        key: the unknown key.
+        valid: the keys the section accepts.
+        note: text appended to the message (e.g. where the key came from).
+    """
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    hint = ('; did you mean %r?' % (_join(where, close[0]),)) if close else ''
+    return ConfigError('unknown config key %r%s (valid keys here: %s)%s'
+                       % (_join(where, key), hint, ', '.join(sorted(valid)) or 'none', note))
+
+
 def _merge_into(target, user, where, open_keys, rel):
     for key, value in user.items():
         rel_key = rel + key
         if key not in target:
-            close = difflib.get_close_matches(key, list(target.keys()), n=1, cutoff=0.5)
-            hint = ('; did you mean %r?' % (_join(where, rel + close[0]),)) if close else ''
-            raise ConfigError('unknown config key %r%s (valid keys here: %s)'
-                              % (_join(where, rel_key), hint, ', '.join(sorted(target.keys()))))
+            raise unknown_key_error(_join(where, rel[:-1]) if rel else where, key, target.keys())
         if isinstance(value, dict) and isinstance(target[key], dict) and rel_key not in open_keys:
             _merge_into(target[key], value, where, open_keys, rel_key + '.')
         else:

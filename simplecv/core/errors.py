@@ -20,3 +20,7 @@ class CheckpointError(FactSegError):
 
 class ConfigError(FactSegError, ValueError):
     """A config key or value is unknown or invalid."""
+
+
+class OutputError(FactSegError):
+    """A file in an output folder (checkpoint, log, plot) cannot be written: full disk, read-only folder."""

@@ -23,8 +23,9 @@ import paddle
 
 from simplecv.core.checkpoint import (atomic_write, load_optimizer_state_by_name, optimizer_state_by_name,
                                       save_checkpoint)
-from simplecv.core.errors import DataError
+from simplecv.core.errors import DataError, FactSegError
 from simplecv.util.logger import get_logger
+from simplecv.util.output_guard import writing
 from simplecv.util.state_dict import load_state_dict_strict
 
 _logger = get_logger('factseg.train')
@@ -146,7 +147,8 @@ class StepResult:
 class HookBase:
     """Called by :meth:`Trainer.train`: ``before_train`` once, ``after_step`` after every step
     (``trainer.global_step`` already incremented, ``trainer.last_step`` filled), ``after_train``
-    at the end of a complete or stopped run (not after an exception)."""
+    at the end of a complete or stopped run, and when a batch failed to load (not after other
+    exceptions)."""
 
     def before_train(self, trainer):
         """Called once before the first step (after a resume)."""
@@ -155,7 +157,7 @@ class HookBase:
         """Called after each step."""
 
     def after_train(self, trainer):
-        """Called once when the loop ends normally or by :meth:`Trainer.request_stop`."""
+        """Called once when the loop ends normally, by :meth:`Trainer.request_stop` or by a failed batch."""
 
 
 class Trainer:
@@ -291,8 +293,14 @@ class Trainer:
         ``set_start_step`` (``simplecv.data.sampler.StepBatchSampler``), so a resumed run sees the
         same batches as an uninterrupted one.
 
+        A batch that fails to load (the loader raises a :class:`FactSegError`, see
+        :mod:`simplecv.data.fail_fast`) stops the run after the last complete step: ``after_train``
+        runs (the checkpoint hook saves that step) and the error is raised again with a note on how
+        to continue. With several processes they agree before every step, so a failure or a stop
+        request (:meth:`request_stop`) on any of them stops all of them at the same step.
+
         Raises:
-            DataError: the loader yields no batch.
+            DataError: the loader yields no batch, or a batch failed to load (on any process).
         """
         sampler = getattr(data_loader, 'batch_sampler', None)
         if hasattr(sampler, 'set_start_step'):
@@ -305,14 +313,17 @@ class Trainer:
         unwrap_model(self.model).train()
         for hook in self.hooks:
             hook.before_train(self)
-        while self.global_step < self.num_iters and not self._stop_requested:
+        failure = None
+        while self.global_step < self.num_iters and not self._stop_requested and failure is None:
             batches = iter(data_loader)
             steps_before = self.global_step
-            while self.global_step < self.num_iters and not self._stop_requested:
+            while self.global_step < self.num_iters:
+                if self._stop_requested and self.world_size == 1:
+                    break
                 start = time.perf_counter()
-                try:
-                    batch = next(batches)
-                except StopIteration:
+                batch, failure = _next_batch(batches)
+                failure = self._agree_to_stop(failure)
+                if failure is not None or self._stop_requested or batch is None:
                     break
                 data_time = time.perf_counter() - start
                 self.last_step = self.run_step(batch)
@@ -320,11 +331,53 @@ class Trainer:
                 self.last_step.step_time = time.perf_counter() - start
                 for hook in self.hooks:
                     hook.after_step(self)
-            if self.global_step == steps_before and not self._stop_requested:
+            if self.global_step == steps_before and not self._stop_requested and failure is None:
                 raise DataError('the training data loader yielded no batch; check data.train (image_dir, '
                                 'mask_dir, batch_size)')
+        if failure is not None:
+            _logger.error('step %d: %s', self.global_step + 1, failure)
+            _logger.warning('stopping after step %d, the last complete step', self.global_step)
         for hook in self.hooks:
             hook.after_train(self)
+        if failure is not None:
+            if self.world_size > 1:
+                # The other processes wait until rank 0 has written its checkpoint.
+                paddle.distributed.barrier()
+            raise type(failure)('%s; the run stopped after step %d: fix this, then run the same command again to '
+                                'continue from the last checkpoint' % (failure, self.global_step))
+
+    def _agree_to_stop(self, failure):
+        """Share this process's batch failure and stop request with the others before a step.
+
+        Returns:
+            The failure to stop with (this process's, or another's, prefixed with its rank), or None.
+            A stop requested on any process sets ``_stop_requested`` on all of them.
+        """
+        if self.world_size == 1:
+            return failure
+        flags = paddle.to_tensor([int(failure is not None), int(self._stop_requested)], dtype='int64')
+        paddle.distributed.all_reduce(flags)
+        failed, stopping = (int(v) for v in flags.numpy())
+        if stopping:
+            self._stop_requested = True
+        if not failed:
+            return None
+        gathered = []
+        paddle.distributed.all_gather_object(gathered, failure)
+        if failure is not None:
+            return failure
+        rank, error = next((r, e) for r, e in enumerate(gathered) if e is not None)
+        return type(error)('process %d: %s' % (rank, error))
+
+
+def _next_batch(batches):
+    """Return ``(batch, None)``, ``(None, None)`` at the end of the epoch, or ``(None, error)`` when it failed."""
+    try:
+        return next(batches), None
+    except StopIteration:
+        return None, None
+    except FactSegError as error:
+        return None, error
 
 
 class CheckpointHook(HookBase):
@@ -341,7 +394,8 @@ class CheckpointHook(HookBase):
         self._saved_step = None
 
     def before_train(self, trainer):
-        self._saved_step = trainer.global_step if trainer.global_step else None
+        # The state at the start is either a checkpoint already or the untrained model: not saved again.
+        self._saved_step = trainer.global_step
 
     def after_step(self, trainer):
         if self.interval and trainer.global_step % self.interval == 0:
@@ -380,7 +434,8 @@ class LoggerHook(HookBase):
         self._window.clear()
         if self.path and os.path.isfile(self.path):
             kept = [r for r in read_train_log(self.path) if r['step'] <= trainer.global_step]
-            atomic_write(self.path, lambda tmp: _write_lines(tmp, kept))
+            with writing(self.path, 'training log'):
+                atomic_write(self.path, lambda tmp: _write_lines(tmp, kept))
         _logger.info('training from step %d to %d', trainer.global_step, trainer.num_iters)
 
     def after_step(self, trainer):
@@ -403,7 +458,7 @@ class LoggerHook(HookBase):
             record = dict(step=step, loss=sum(losses.values()), lr=result.lr, grad_norm=result.grad_norm,
                           s_per_iter=step_time, samples_per_s=samples, data_time=data_time,
                           skipped_steps=trainer.skipped_steps, **losses)
-            with open(self.path, 'a') as stream:
+            with writing(self.path, 'training log'), open(self.path, 'a') as stream:
                 stream.write(json.dumps(record) + '\n')
 
 
@@ -448,7 +503,8 @@ class VisualDLHook(HookBase):
         except ImportError:
             _logger.warning('visualdl is not installed: no scalars are written to %s', self.model_dir)
             return
-        self._writer = LogWriter(logdir=self.model_dir)
+        with writing(self.model_dir, 'VisualDL log'):
+            self._writer = LogWriter(logdir=self.model_dir)
 
     def after_step(self, trainer):
         if self._writer is None or trainer.global_step % self.interval:
@@ -464,8 +520,9 @@ class VisualDLHook(HookBase):
 
     def after_train(self, trainer):
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            with writing(writer.file_name, 'VisualDL log'):
+                writer.close()
 
 
 class PlotHook(HookBase):
@@ -485,6 +542,8 @@ class PlotHook(HookBase):
         if not records:
             return
         path = os.path.join(self.model_dir, self.FILE_NAME)
-        plot_training_curves([r['step'] for r in records], [r['loss'] for r in records],
-                             [r['lr'] for r in records], path, self.title)
+        with writing(path, 'training curves'):
+            atomic_write(path, lambda tmp: plot_training_curves([r['step'] for r in records],
+                                                                [r['loss'] for r in records],
+                                                                [r['lr'] for r in records], tmp, self.title))
         _logger.info('training curves: %s', path)

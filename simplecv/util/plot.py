@@ -10,7 +10,7 @@ def plot_training_curves(steps, losses, lrs, path, title=None):
         steps: iteration numbers, length N.
         losses: total loss at each of ``steps``, length N.
         lrs: learning rate at each of ``steps``, length N.
-        path: output ``.png`` file.
+        path: output file, written as PNG whatever its name.
         title: optional figure title.
 
     Raises:
@@ -32,4 +32,4 @@ def plot_training_curves(steps, losses, lrs, path, title=None):
     if title:
         loss_axes.set_title(title)
     figure.tight_layout()
-    figure.savefig(path)
+    figure.savefig(path, format='png')

@@ -176,7 +176,8 @@ def _loader_config(demo_split, **extra):
 
 def test_registered_loader_yields_paddle_batches(demo_split):
     loader = DATALOADER['ISAIDSegmmDataLoader'](_loader_config(demo_split))
-    assert isinstance(loader, paddle.io.DataLoader) and isinstance(loader.dataset, ISAIDSegmmDataset)
+    # The loader reads through simplecv.data.fail_fast.CaptureErrors, which forwards to the data set.
+    assert isinstance(loader, paddle.io.DataLoader) and isinstance(loader.dataset.dataset, ISAIDSegmmDataset)
     # Iterators are always run to the end here: an abandoned one keeps a reader thread alive, and
     # a later fork of DataLoader workers can inherit a lock held by it.
     batches = list(loader)
