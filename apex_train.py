@@ -214,11 +214,11 @@ def _prepare_model_dir(model_dir):
     from simplecv.util.output_guard import GuardedFileHandler, check_writable, remove_stale_temporaries
 
     check_writable(model_dir)
-    for name in remove_stale_temporaries(model_dir):
-        _logger.warning('removed %s, left by a run that was killed while writing it', os.path.join(model_dir, name))
     handler = GuardedFileHandler(os.path.join(model_dir, 'train.log'))
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s', '%Y-%m-%d %H:%M:%S'))
     get_logger().addHandler(handler)
+    for name in remove_stale_temporaries(model_dir):
+        _logger.warning('removed %s, left by a run that was killed while writing it', os.path.join(model_dir, name))
     return handler
 
 
@@ -270,7 +270,9 @@ def train(args):
             get_logger().removeHandler(log_handler)
             log_handler.close()
     if trainer.stopped_early:
-        _logger.warning('stopped at step %d; run the same command again to continue', trainer.global_step)
+        name = signal.Signals(stop.received).name if stop.received else 'a stop request'
+        _logger.warning('stopped by %s at step %d of %d; run the same command again to continue', name,
+                        trainer.global_step, trainer.num_iters)
         return stop.exit_code or EXIT_CODES[signal.SIGINT]
     return 0
 

@@ -125,4 +125,9 @@ class GuardedFileHandler(logging.FileHandler):
             super().handleError(record)
             return
         self.failed = True
+        stream, self.stream = self.stream, None
+        try:
+            stream.close()  # flushes what is buffered, which fails again; the file is closed all the same
+        except OSError:
+            pass
         raise output_error(error, self.baseFilename, 'training log') from None
