@@ -175,6 +175,8 @@ def merge_strict(defaults, user, where='', open_keys=()):
 def unknown_key_error(where, key, valid, note=''):
     """Return the :class:`ConfigError` for ``key`` in the section ``where``, naming the closest of ``valid``.
 
+    The error's ``path`` attribute holds the dotted path of the key.
+
     Args:
         where: dotted path of the section (``'train'``; ``''`` for the top level).
         key: the unknown key.
@@ -183,8 +185,10 @@ def unknown_key_error(where, key, valid, note=''):
     """
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     hint = ('; did you mean %r?' % (_join(where, close[0]),)) if close else ''
-    return ConfigError('unknown config key %r%s (valid keys here: %s)%s'
-                       % (_join(where, key), hint, ', '.join(sorted(valid)) or 'none', note))
+    error = ConfigError('unknown config key %r%s (valid keys here: %s)%s'
+                        % (_join(where, key), hint, ', '.join(sorted(valid)) or 'none', note))
+    error.path = _join(where, key)
+    return error
 
 
 def _merge_into(target, user, where, open_keys, rel):

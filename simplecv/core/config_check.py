@@ -71,10 +71,13 @@ class _Checker:
     def __init__(self, overrides):
         self.overrides = tuple(overrides)
 
-    def unknown(self, where, key, valid):
-        path = where + '.' + key if where else key
+    def note(self, path):
+        """' (given on the command line)' when an override wrote ``path`` or a key under it."""
         given = any(o == path or o.startswith(path + '.') for o in self.overrides)
-        return unknown_key_error(where, key, valid, ' (given on the command line)' if given else '')
+        return ' (given on the command line)' if given else ''
+
+    def unknown(self, where, key, valid):
+        return unknown_key_error(where, key, valid, self.note(where + '.' + key if where else key))
 
     def keys(self, section, where, valid, required=()):
         if not isinstance(section, dict):
@@ -147,4 +150,8 @@ def _check_loader(check, section, where):
     loader = registry.DATALOADER[section.type]
     defaults = getattr(loader, 'default_config', None)
     if defaults is not None:
-        merge_strict(defaults(), section.get('params', {}), where + '.params')
+        try:
+            merge_strict(defaults(), section.get('params', {}), where + '.params')
+        except ConfigError as error:
+            note = check.note(error.path) if hasattr(error, 'path') else ''
+            raise ConfigError(str(error) + note) from None

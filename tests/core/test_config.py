@@ -88,3 +88,61 @@ def test_global_registries_are_filled_by_imports():
     assert 'FactSeg' in registry.MODEL
     with pytest.raises(ConfigError, match="did you mean 'FactSeg'"):
         registry.MODEL['Factseg']
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('trian.num_iters', '3', r"unknown config key 'trian'; did you mean 'train'\?"),
+    ('train.num_iterz', '3', r"'train.num_iterz'; did you mean 'train.num_iters'\?"),
+    ('optimizer.params.momentun', '0.5', r"'optimizer.params.momentun'; did you mean 'optimizer.params.momentum'\?"),
+    ('optimizer.grad_clip.max_nrom', '3', r"'optimizer.grad_clip.max_nrom'; did you mean 'optimizer.grad_clip.max_norm'"),
+    ('optimizer.tpye', 'sgd', r"'optimizer.tpye'; did you mean 'optimizer.type'\?"),
+    ('learning_rate.params.powr', '1.0', r"'learning_rate.params.powr'; did you mean 'learning_rate.params.power'"),
+    ('data.train.params.batch_sise', '2', r"'data.train.params.batch_sise'; did you mean 'data.train.params.batch_size'"),
+    ('data.train.params.patch_config.strid', '3', r"'data.train.params.patch_config.strid'; did you mean "
+                                                   r"'data.train.params.patch_config.stride'"),
+    ('data.test.params.image_dri', 'x', r"'data.test.params.image_dri'; did you mean 'data.test.params.image_dir'"),
+    ('data.tset.type', 'x', r"'data.tset'; did you mean 'data.test'\?"),
+    ('model.typ', 'FactSeg', r"'model.typ'; did you mean 'model.type'\?"),
+    ('test.batch_size', '1', r"unknown config key 'test.batch_size' \(valid keys here: none\)"),
+])
+def test_every_section_is_strict(key, value, message):
+    from simplecv.core.config_check import check_training_config
+
+    config = import_config('isaid.factseg')
+    config.update_from_list([key, value])
+    with pytest.raises(ConfigError, match=message + r'.*given on the command line'):
+        check_training_config(config, [key])
+    # The same key written in the file is refused the same way, without the command-line note.
+    with pytest.raises(ConfigError, match=message) as caught:
+        check_training_config(config)
+    assert 'command line' not in str(caught.value)
+
+
+def test_official_configs_pass_and_declare_their_unused_keys():
+    from simplecv.core.config_check import check_training_config, declared_unused
+
+    official = import_config('isaid.factseg')
+    check_training_config(official)
+    declared = {key: value for key, value, _ in declared_unused(official)}
+    assert declared == {'train.distributed': True, 'train.sync_bn': False, 'train.summary_grads': False,
+                        'train.summary_weights': False, 'train.eval_per_epoch': False,
+                        'train.eval_after_train': False, 'data.test': official.data.test}
+    demo = import_config('isaid.factseg_demo')
+    check_training_config(demo)
+    assert declared_unused(demo) == []
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('train.eval_after_train', 'True', 'in-training evaluation, which is not available yet'),
+    ('train.eval_per_epoch', 'True', 'in-training evaluation, which is not available yet'),
+    ('train.summary_grads', 'True', 'gradient histograms'),
+    ('train.iterator_type', 'prefetch', "only SimpleCV's 'normal' iterator"),
+    ('train.num_epochs', '3', 'set train.num_iters'),
+])
+def test_behaviour_changing_official_keys_are_refused_not_ignored(key, value, message):
+    from simplecv.core.config_check import check_training_config
+
+    config = import_config('isaid.factseg')
+    config.update_from_list([key, value])
+    with pytest.raises(ConfigError, match=message):
+        check_training_config(config)
