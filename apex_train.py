@@ -270,7 +270,7 @@ def train(args):
             get_logger().removeHandler(log_handler)
             log_handler.close()
     if trainer.stopped_early:
-        name = signal.Signals(stop.received).name if stop.received else 'a stop request'
+        name = signal.Signals(stop.received).name if stop.received else 'a stop on another process'
         _logger.warning('stopped by %s at step %d of %d; run the same command again to continue', name,
                         trainer.global_step, trainer.num_iters)
         return stop.exit_code or EXIT_CODES[signal.SIGINT]

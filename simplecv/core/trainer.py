@@ -341,8 +341,10 @@ class Trainer:
             hook.after_train(self)
         if failure is not None:
             if self.world_size > 1:
-                # The other processes wait until rank 0 has written its checkpoint.
+                # The other processes wait until rank 0 has written its checkpoint, then until it has left.
                 paddle.distributed.barrier()
+                if paddle.distributed.get_rank() != 0:
+                    _outlive_rank_zero()
             raise type(failure)('%s; the run stopped after step %d: fix this, then run the same command again to '
                                 'continue from the last checkpoint' % (failure, self.global_step))
 
@@ -368,6 +370,20 @@ class Trainer:
             return failure
         rank, error = next((r, e) for r, e in enumerate(gathered) if e is not None)
         return type(error)('process %d: %s' % (rank, error))
+
+
+def _outlive_rank_zero():
+    """Block until rank 0 has left the process group: its exit breaks this barrier, which it never joins.
+
+    ``paddle.distributed.launch`` stops every process as soon as one exits and reports the first
+    process's exit status; leaving after rank 0 makes that status rank 0's own, not the SIGTERM
+    the launcher would send it. (gloo fails the barrier within a second; where a back-end waits
+    longer, the launcher ends the wait by killing this process after rank 0 has exited.)
+    """
+    try:
+        paddle.distributed.barrier()
+    except (RuntimeError, OSError):
+        pass
 
 
 def _next_batch(batches):
