@@ -11,8 +11,8 @@ per-class IoU, mIoU (16 classes) and foreground mIoU (15 classes); ground-truth 
 It is faster than the official script with the same predictions: windows are batched, sums
 stay on the device, only a band of rows is accumulated at a time, the next image is decoded
 while the current one runs, and on CPU the model runs through Paddle Inference with oneDNN
-(checked against dygraph at start-up; ``--backend dygraph`` gives the exact reference
-arithmetic).
+(checked against dygraph on its first window; programs that passed are cached between runs,
+see ``--cache_dir``; ``--backend dygraph`` gives the exact reference arithmetic).
 
 Inputs: ``--image_dir`` holds ``<name>.png`` (or .jpg/.bmp, or GeoTIFF ``.tif``) images.
 Masks in ``--mask_dir`` are the iSAID colour masks ``<name>_instance_color_RGB.png``
@@ -99,6 +99,10 @@ def build_parser():
     parser.add_argument('--backend', default='auto', choices=('auto', 'dygraph', 'onednn'),
                         help='auto: oneDNN fast path on CPU (checked against dygraph on the first window), '
                              'dygraph elsewhere; dygraph: exact reference arithmetic; onednn: CPU fast path')
+    parser.add_argument('--cache_dir', default=None,
+                        help='where exported oneDNN programs are kept between runs (default: $FACTSEG_CACHE_DIR, '
+                             'else ~/.cache/factseg-paddle; "none" turns the cache off; '
+                             'python tools/program_cache.py --clear empties it)')
     parser.add_argument('--amp', default='none', choices=('none', 'fp16', 'bf16'),
                         help='mixed-precision inference on a GPU (dygraph backend; output cast back to float32)')
     parser.add_argument('--tta', action='store_true',
@@ -231,7 +235,7 @@ def evaluate_checkpoint(args, ckpt_path, items, config, vis_dir):
     model, global_step = build_and_load_from_file(args.config_path, ckpt_path, args.opts)
     num_classes = int(config.model.params.get('num_classes', 16))
     mean, std = normalization_from_config(config)
-    forward = build_forward(model, args.backend, args.amp)
+    forward = build_forward(model, args.backend, args.amp, cache_dir=args.cache_dir, config=config.model)
     predictor = SlidingWindowPredictor(forward, args.patch_size, args.stride, mean, std,
                                        batch_size=args.batch_size, tta=args.tta)
     metric = MeanIoU(num_classes, _class_names(num_classes)) if args.mask_dir else None

@@ -18,6 +18,19 @@ def tiny_factseg_params(**loss):
                 num_classes=16)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def program_cache_dir(tmp_path_factory):
+    """Exported oneDNN programs go to a temporary cache, never into the user's cache dir."""
+    path = str(tmp_path_factory.mktemp('program_cache'))
+    previous = os.environ.get('FACTSEG_CACHE_DIR')
+    os.environ['FACTSEG_CACHE_DIR'] = path
+    yield path
+    if previous is None:
+        os.environ.pop('FACTSEG_CACHE_DIR', None)
+    else:
+        os.environ['FACTSEG_CACHE_DIR'] = previous
+
+
 @pytest.fixture
 def tiny_params():
     return tiny_factseg_params()

@@ -10,13 +10,23 @@ The official procedure (FactSeg ``tools/isaid_eval.py``, spec §9.1), reproduced
 4. probabilities summed over overlapping windows in window order, divided by the number of
    windows covering each pixel (float32), then ``argmax`` over classes.
 
-:class:`SlidingWindowPredictor` computes the same numbers faster and in bounded memory:
-windows go through the model in batches, the sums stay on the model's device, and only a
-band of ``patch height`` rows is accumulated at a time: once every window of a window row has
-been added, the rows above the next window row are final (no later window touches them) and
-are divided, turned into labels and handed out. The per-pixel order of additions is the
-official one, so the probabilities are bit-identical to :func:`predict_per_window`, the
-straightforward implementation kept as the reference.
+:class:`SlidingWindowPredictor` computes the same numbers faster and in bounded memory.
+Windows go through the model in batches while the next batch is read and normalised in a
+thread. The sums are kept only where they are not final yet, in the official order:
+
+* window rows are swept top to bottom, each row left to right (the official window order);
+* within a window row, the rows above the next window row's top are final once the row's
+  windows have been added, column by column: columns left of the next window are divided,
+  turned into labels and dropped as the sweep moves right, so this part holds at most one
+  window's width;
+* the rows shared with the next window row (``patch - stride`` of them) are carried to it, in
+  column chunks that are handed over as the next row's sweep reaches them.
+
+Memory is therefore ``C x (patch - stride) x W`` float32 plus a few windows, instead of the
+official ``C x H x W`` (16 x 4000 x 13000 float32 = 3.3 GB; the carry is 0.32 GB). Each pixel
+still receives its windows' probabilities in the official order, so the probabilities are
+bit-identical to :func:`predict_per_window`, the straightforward implementation kept as the
+reference.
 """
 import queue
 import threading
@@ -116,10 +126,10 @@ class SlidingWindowPredictor:
             three probability maps (not part of the official procedure).
         prefetch: assemble the next batch in a background thread while the model runs.
 
-    Memory: besides the model, one accumulation band of ``C x kh x W`` float32 on the device,
-    two normalised strips of ``3 x kh x W`` float32 and one batch; the image itself is read
-    by rows from a :class:`~simplecv.util.raster_io.RasterImage`, so a GeoTIFF larger than
-    memory works.
+    Memory: besides the model, the carried sums of ``C x (kh - stride) x W`` float32, one
+    window row of labels, at most two uint8 strips of ``kh x W x 3`` and a few batches; the
+    image is read by rows from a :class:`~simplecv.util.raster_io.RasterImage`, so a GeoTIFF
+    larger than memory works. Sums are kept on the CPU in NumPy, as the official evaluator does.
     """
 
     def __init__(self, forward, patch_size, stride=512, mean=IMAGENET_MEAN, std=IMAGENET_STD,
@@ -183,36 +193,31 @@ class SlidingWindowPredictor:
         # float32 count map equals row_count[y] * col_count[x] exactly.
         row_count = np.zeros(height, dtype=np.float32)
         col_count = np.zeros(width, dtype=np.float32)
-        for y1 in np.unique(windows[:, 1]):
+        tops = np.unique(windows[:, 1])
+        for y1 in tops:
             row_count[y1:y1 + kh] += 1
         for x1, x2 in np.unique(windows[:, [0, 2]], axis=0):
             col_count[x1:x2] += 1
-        col_count_t = paddle.to_tensor(col_count)
+        next_top = dict(zip(tops.tolist(), tops[1:].tolist() + [height]))
+        sweep = None
+        for x1, y1, x2, y2, out in self._window_outputs(source, windows):
+            if sweep is None or y1 != sweep.top:
+                carry = None
+                if sweep is not None:
+                    yield sweep.finish()
+                    carry = sweep.carry
+                sweep = _RowSweep(y1, next_top[y1], y1 + kh, width, out.shape[0], carry,
+                                  row_count, col_count, with_probabilities)
+            sweep.add(x1, x2, out)
+        yield sweep.finish()
 
-        band = None   # (C, kh, W) sums for rows band_top .. band_top + kh
-        band_top = 0
+    def _window_outputs(self, source, windows):
+        """Yield ``(x1, y1, x2, y2, (C, y2 - y1, x2 - x1) float32 ndarray)`` in window order."""
         for batch_windows, batch in self._batches(source, windows):
             out = self._forward(batch)
+            out = out.numpy() if isinstance(out, paddle.Tensor) else np.asarray(out)
             for k, (x1, y1, x2, y2) in enumerate(batch_windows.tolist()):
-                if band is None:
-                    band = paddle.zeros([out.shape[1], kh, width], dtype='float32')
-                if y1 > band_top:
-                    yield self._finish(band, band_top, y1, row_count, col_count_t, with_probabilities)
-                    shift = min(y1 - band_top, kh)
-                    band = paddle.concat([band[:, shift:], paddle.zeros([band.shape[0], shift, width], 'float32')], 1)
-                    band_top = y1
-                top = y1 - band_top
-                band[:, top:top + (y2 - y1), x1:x2] += out[k, :, :y2 - y1, :x2 - x1]
-        yield self._finish(band, band_top, height, row_count, col_count_t, with_probabilities)
-
-    def _finish(self, band, top, bottom, row_count, col_count, with_probabilities):
-        rows = bottom - top
-        count = paddle.to_tensor(row_count[top:bottom]).unsqueeze(1) * col_count.unsqueeze(0)
-        probabilities = band[:, :rows] / count.unsqueeze(0)
-        labels = paddle.argmax(probabilities, axis=0).astype('uint8').numpy()
-        if with_probabilities:
-            return top, bottom, labels, probabilities.numpy()
-        return top, bottom, labels
+                yield x1, y1, x2, y2, out[k, :, :y2 - y1, :x2 - x1]
 
     def _forward(self, batch):
         with paddle.no_grad():
@@ -230,8 +235,128 @@ class SlidingWindowPredictor:
             return
         yield from _in_background(producer)
 
-    def _strip(self, source, y1, y2):
-        return _normalize(source.read_rows(int(y1), int(y2)), self.mean, self.std)
+    def _window(self, strip, x1, x2):
+        # Normalising each window equals normalising the strip (element-wise), and keeps only
+        # the uint8 rows in memory (3 bytes a pixel instead of 12).
+        return _normalize(strip[:, x1:x2], self.mean, self.std)
+
+
+class _Carry:
+    """Probability sums of the rows a window row shares with the next one, in column chunks.
+
+    Args:
+        rows: rows held (``top + patch height - next top``).
+        channels: classes ``C``.
+        chunk: columns per chunk; chunks are created (zero) when first written.
+    """
+
+    def __init__(self, rows, channels, chunk=256):
+        self.rows = rows
+        self.channels = channels
+        self.chunk = chunk
+        self.chunks = {}
+
+    def add(self, x1, values):
+        """``sums[:, :, x1:x1 + w] += values`` for ``values`` of shape ``(C, rows, w)``."""
+        x2 = x1 + values.shape[2]
+        for index in range(x1 // self.chunk, (x2 - 1) // self.chunk + 1):
+            start = index * self.chunk
+            part = self.chunks.get(index)
+            if part is None:
+                part = self.chunks[index] = np.zeros((self.channels, self.rows, self.chunk), np.float32)
+            a, b = max(x1, start), min(x2, start + self.chunk)
+            part[:, :, a - start:b - start] += values[:, :, a - x1:b - x1]
+
+    def pop(self, x1, x2):
+        """Return ``sums[:, :, x1:x2]`` (zeros where never written); free the chunks that end by ``x2``.
+
+        Columns are popped left to right, each once.
+        """
+        out = np.zeros((self.channels, self.rows, x2 - x1), np.float32)
+        for index in range(x1 // self.chunk, (x2 - 1) // self.chunk + 1):
+            start = index * self.chunk
+            part = self.chunks.get(index)
+            a, b = max(x1, start), min(x2, start + self.chunk)
+            if part is not None:
+                out[:, :, a - x1:b - x1] = part[:, :, a - start:b - start]
+            if b == start + self.chunk:
+                self.chunks.pop(index, None)
+        return out
+
+
+class _RowSweep:
+    """Accumulate one window row left to right and finalise its top rows column by column.
+
+    The row's windows cover rows ``top .. bottom``; rows ``top .. next_top`` are final after
+    this row. Their sums live in ``pending`` (columns ``x0 .. x1`` only); the rows below go to
+    a new :class:`_Carry` (``carry``) for the next row. ``old`` is what the rows above carried
+    into rows ``top .. top + old.rows``; it is handed over column by column as the sweep reaches it.
+    """
+
+    def __init__(self, top, next_top, bottom, width, channels, old, row_count, col_count, with_probabilities):
+        self.top, self.final_rows = top, next_top - top
+        self.width = width
+        self.old = old
+        self.carry = _Carry(bottom - next_top, channels) if bottom > next_top else None
+        self.pending = np.zeros((channels, self.final_rows, 0), np.float32)
+        self.x0 = self.x1 = 0
+        self.count_rows = row_count[top:next_top]
+        self.col_count = col_count
+        self.labels = np.zeros((self.final_rows, width), np.uint8)
+        self.probabilities = np.zeros((channels, self.final_rows, width), np.float32) if with_probabilities else None
+
+    def add(self, x1, x2, out):
+        """Add one window's ``(C, rows, x2 - x1)`` probabilities (windows in left-to-right order)."""
+        self._emit(x1)
+        self._extend(x2)
+        self.pending[:, :, x1 - self.x0:x2 - self.x0] += out[:, :self.final_rows]
+        if self.carry is not None:
+            self.carry.add(x1, out[:, self.final_rows:])
+
+    def _extend(self, x2):
+        """Grow ``pending`` to column ``x2``, starting from what the rows above carried."""
+        if x2 <= self.x1:
+            return
+        fresh = np.zeros((self.pending.shape[0], self.final_rows, x2 - self.x1), np.float32)
+        if self.old is not None:
+            above = self.old.pop(self.x1, x2)
+            shared = min(self.final_rows, self.old.rows)
+            fresh[:, :shared] = above[:, :shared]
+            if self.carry is not None and self.old.rows > self.final_rows:
+                self.carry.add(self.x1, _pad_rows(above[:, self.final_rows:], self.carry.rows))
+        self.pending = np.concatenate([self.pending, fresh], axis=2)
+        self.x1 = x2
+
+    def _emit(self, x_end):
+        """Divide, argmax and drop the pending columns left of ``x_end``."""
+        if x_end <= self.x0:
+            return
+        done = self.pending[:, :, :x_end - self.x0]
+        count = self.count_rows[:, None] * self.col_count[None, self.x0:x_end]
+        probabilities = done / count[None]
+        self.labels[:, self.x0:x_end] = probabilities.argmax(axis=0)
+        if self.probabilities is not None:
+            self.probabilities[:, :, self.x0:x_end] = probabilities
+        self.pending = self.pending[:, :, x_end - self.x0:].copy()
+        self.x0 = x_end
+
+    def finish(self):
+        """Finalise the remaining columns; return ``(top, next_top, labels[, probabilities])``."""
+        self._extend(self.width)
+        self._emit(self.width)
+        bottom = self.top + self.final_rows
+        if self.probabilities is not None:
+            return self.top, bottom, self.labels, self.probabilities
+        return self.top, bottom, self.labels
+
+
+def _pad_rows(values, rows):
+    """``(C, r, w)`` -> ``(C, rows, w)`` with zero rows appended (``rows >= r``)."""
+    if values.shape[1] == rows:
+        return values
+    out = np.zeros((values.shape[0], rows, values.shape[2]), np.float32)
+    out[:, :values.shape[1]] = values
+    return out
 
 
 class _BatchProducer:
@@ -254,10 +379,9 @@ class _BatchProducer:
                              dtype=np.float32)
             for k, (x1, y1, x2, y2) in enumerate(chunk.tolist()):
                 if y1 not in strips:
-                    # Normalising a strip once equals normalising each window (element-wise).
                     strips = {key: value for key, value in strips.items() if key >= first_row}
-                    strips[y1] = predictor._strip(self.source, y1, y2)
-                batch[k, :, :h, :w] = strips[y1][:, :, x1:x2]
+                    strips[y1] = self.source.read_rows(int(y1), int(y2))
+                batch[k, :, :h, :w] = predictor._window(strips[y1], x1, x2)
             yield chunk, batch
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 
 from simplecv.core.errors import CheckpointError
-from simplecv.inference.fast_path import onednn_safe_interpolate
+from simplecv.inference.fast_path import export_onednn_program
 
 DEPLOY_FILE = 'deploy.json'
 MODEL_PREFIX = 'model'
@@ -27,8 +27,9 @@ def export_model(model, save_dir, input_shape, mean, std, class_names, colors, i
             W multiples of 32. With ``interpolation='native'`` use -1 for free dimensions.
         mean, std: per-channel normalisation on the 0..255 scale, stored for the predictor.
         class_names, colors: stored for the outputs.
-        interpolation: ``'matmul'`` replaces bilinear/nearest interpolation by exact matmuls so
-            the program runs under oneDNN on CPU (fixed shape); ``'native'`` keeps Paddle's
+        interpolation: ``'matmul'`` exports with
+            :func:`~simplecv.inference.fast_path.export_onednn_program` (matmul interpolation,
+            folded BatchNorm) so the program runs under oneDNN on CPU (fixed shape); ``'native'`` keeps Paddle's
             interpolation ops (GPU, or CPU without oneDNN; free shapes allowed).
 
     Returns:
@@ -44,8 +45,7 @@ def export_model(model, save_dir, input_shape, mean, std, class_names, colors, i
     spec = [paddle.static.InputSpec(shape, 'float32', 'x')]
     model.eval()
     if interpolation == 'matmul':
-        with onednn_safe_interpolate():
-            paddle.jit.save(model, prefix, input_spec=spec)
+        export_onednn_program(model, prefix, shape)
     else:
         paddle.jit.save(model, prefix, input_spec=spec)
     meta = dict(input_shape=shape, interpolation=interpolation, mean=list(mean), std=list(std),
