@@ -12,6 +12,7 @@ from simplecv.core.registry import MODEL
 from simplecv.module.fpn import FPN
 from simplecv.module.init import torch_default_conv_attrs
 from simplecv.module import upsample
+from simplecv.module.conv import Conv2D
 from simplecv.module.resnet import ResNetEncoder
 
 _BRANCH_DEFAULTS = dict(
@@ -99,7 +100,7 @@ class FactSeg(nn.Layer):
     @staticmethod
     def _head(in_channels, out_channels):
         weight_attr, bias_attr = torch_default_conv_attrs(in_channels, 1)
-        return nn.Conv2D(in_channels, out_channels, 1, weight_attr=weight_attr, bias_attr=bias_attr)
+        return Conv2D(in_channels, out_channels, 1, weight_attr=weight_attr, bias_attr=bias_attr)
 
     @staticmethod
     def _check_loss_config(loss_config):

@@ -2,6 +2,7 @@
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from simplecv.module.conv import Conv2D
 from simplecv.module.init import kaiming_uniform_a1_attr, zeros_attr
 
 
@@ -26,10 +27,10 @@ class FPN(nn.Layer):
         super().__init__()
         self.num_levels = len(in_channels_list)
         for index, in_channels in enumerate(in_channels_list, 1):
-            self.add_sublayer('fpn_inner%d' % index, nn.Conv2D(
+            self.add_sublayer('fpn_inner%d' % index, Conv2D(
                 in_channels, out_channels, 1, weight_attr=kaiming_uniform_a1_attr(in_channels, 1),
                 bias_attr=zeros_attr()))
-            self.add_sublayer('fpn_layer%d' % index, nn.Conv2D(
+            self.add_sublayer('fpn_layer%d' % index, Conv2D(
                 out_channels, out_channels, 3, padding=1, weight_attr=kaiming_uniform_a1_attr(out_channels, 3),
                 bias_attr=zeros_attr()))
 
