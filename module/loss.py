@@ -25,8 +25,12 @@ def log_softmax(logits, axis=1):
     Paddle's CPU ``softmax``/``log_softmax`` kernels clip ``x - max`` at -64 (a logit gap of 800
     gives -64 instead of -800), which changes the loss of confidently wrong pixels and the fused
     probabilities wherever both branches are tiny; ``logsumexp`` has no such clip.
+
+    The normaliser is expanded to the full shape before the subtraction: the same numbers, but
+    Paddle's CPU kernels for a same-shape subtraction and its gradient are about twice as fast
+    as for a broadcast along the class axis.
     """
-    return logits - paddle.logsumexp(logits, axis=axis, keepdim=True)
+    return logits - paddle.logsumexp(logits, axis=axis, keepdim=True).expand_as(logits)
 
 
 def joint_probability(fg_logits, bi_logits):
@@ -49,9 +53,13 @@ def joint_log_probability(fg_logits, bi_logits):
     gives an infinite loss or NaN gradients.
     """
     log_class = log_softmax(fg_logits, axis=1)
-    log_joint = paddle.concat([F.log_sigmoid(-bi_logits) + log_class[:, :1],
-                               F.log_sigmoid(bi_logits) + log_class[:, 1:]], axis=1)
-    return log_joint - paddle.logsumexp(log_joint, axis=1, keepdim=True)
+    # [log σ(-b), log σ(b), ..., log σ(b)] + log c: one same-shape add instead of two broadcast
+    # adds on slices of log c (identical numbers and gradients; 1.8 s -> 1.0 s for forward and
+    # backward of the loss on 2x16x512x512 on 2 CPU cores).
+    offsets = paddle.concat([F.log_sigmoid(-bi_logits),
+                             F.log_sigmoid(bi_logits).expand([-1, fg_logits.shape[1] - 1, -1, -1])], axis=1)
+    log_joint = offsets + log_class
+    return log_joint - paddle.logsumexp(log_joint, axis=1, keepdim=True).expand_as(log_joint)
 
 
 def pixel_nll(log_prob, target, ignore_index=255):
