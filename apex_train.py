@@ -349,6 +349,14 @@ def main(argv=None):
     except FactSegError as error:
         sys.stderr.write('apex_train.py: error: %s\n' % error)
         return 2
+    except (SystemError, RuntimeError) as error:
+        from simplecv.data.fail_fast import worker_death_error
+
+        death = worker_death_error(error)
+        if death is None:
+            raise
+        sys.stderr.write('apex_train.py: error: %s\n' % death)
+        return 2
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ failing sample becomes a :class:`SampleFailure`; :func:`collate_or_fail` turns a
 one into an *error batch* that carries the message as bytes (which travels through the loader's
 queues like any array); :func:`raise_failures`, around the loader's iterator in the main thread,
 raises the original error class with the original message there. A worker process that dies
-(killed by the system, e.g. out of memory) is reported the same way.
+(killed by the system, e.g. out of memory) is reported the same way (:func:`worker_death_error`).
 """
 import numpy as np
 import paddle
@@ -21,8 +21,8 @@ from simplecv.util.logger import get_logger
 
 ERROR_KEY = '__sample_error__'
 _logger = get_logger('factseg.data')
-# Messages of Paddle's loader when a worker process died or its queue was torn down.
-_LOADER_DIED = ('Blocking queue is killed', 'DataLoader worker', 'exited unexpectedly')
+# Paddle's messages when a loader worker process died: from the loader's queue, from its SIGCHLD handler.
+_LOADER_DIED = ('Blocking queue is killed', 'exited unexpectedly')
 
 
 class SampleFailure:
@@ -96,20 +96,36 @@ def error_batch(kind, message):
     return {ERROR_KEY: np.frombuffer(('%s:%s' % (kind, message)).encode('utf-8'), dtype=np.uint8).copy()}
 
 
-def _raise_error_batch(batch):
+def _batch_error(batch):
+    """Return the exception an error batch carries, or None for a normal batch."""
     if not (isinstance(batch, dict) and ERROR_KEY in batch):
-        return
+        return None
     value = batch[ERROR_KEY]
     data = value.numpy() if hasattr(value, 'numpy') else np.asarray(value)
     kind, _, message = bytes(data.astype(np.uint8)).decode('utf-8', errors='replace').partition(':')
     error_class = getattr(errors, kind, DataError)
     if not (isinstance(error_class, type) and issubclass(error_class, FactSegError)):
         error_class = DataError
-    raise error_class(message)
+    return error_class(message)
+
+
+def worker_death_error(error):
+    """Return a one-line :class:`DataError` when ``error`` is Paddle's report of a dead loader worker, else None.
+
+    Paddle reports a worker process that died (killed by the system, e.g. out of memory) either
+    from the loader's queue ("Blocking queue is killed") or from its SIGCHLD handler, which raises
+    in the main thread wherever it happens to be ("DataLoader process (pid N) exited unexpectedly").
+    """
+    if not isinstance(error, (SystemError, RuntimeError)) or not any(t in str(error) for t in _LOADER_DIED):
+        return None
+    return DataError('a data loader worker process died (killed by the system, often for lack of memory): lower '
+                     'data.train.params.num_workers or cache_mb, then run the same command again to continue')
 
 
 def raise_failures(batches):
     """Yield the batches of a loader iterator; raise the error of an error batch in this thread.
+
+    The loader iterator is released before raising, so its worker processes stop at once.
 
     Raises:
         DataError (or the sample's own :class:`FactSegError` class): a sample failed, or a
@@ -120,11 +136,14 @@ def raise_failures(batches):
             batch = next(batches)
         except StopIteration:
             return
-        except (SystemError, RuntimeError) as error:
-            if not any(text in str(error) for text in _LOADER_DIED):
+        except (SystemError, RuntimeError) as loader_error:
+            error = worker_death_error(loader_error)
+            if error is None:
                 raise
-            raise DataError('a data loader worker process died (killed by the system, often for lack of memory): '
-                            'lower data.train.params.num_workers or cache_mb, then run the same command again'
-                            ) from None
-        _raise_error_batch(batch)
+            batch = None
+        else:
+            error = _batch_error(batch)
+        if error is not None:
+            batches = None  # noqa: F841 (the last reference: the iterator shuts its workers down)
+            raise error
         yield batch
