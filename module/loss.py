@@ -28,9 +28,12 @@ def log_softmax(logits, axis=1):
 
     The normaliser is expanded to the full shape before the subtraction: the same numbers, but
     Paddle's CPU kernels for a same-shape subtraction and its gradient are about twice as fast
-    as for a broadcast along the class axis.
+    as for a broadcast along the class axis. (No method is called on a call's result here:
+    ``paddle.jit.to_static`` evaluates such expressions while converting, which deadlocks when
+    ``paddle.logsumexp`` is replaced for an export.)
     """
-    return logits - paddle.logsumexp(logits, axis=axis, keepdim=True).expand_as(logits)
+    normaliser = paddle.logsumexp(logits, axis=axis, keepdim=True)
+    return logits - normaliser.expand_as(logits)
 
 
 def joint_probability(fg_logits, bi_logits):
@@ -56,10 +59,12 @@ def joint_log_probability(fg_logits, bi_logits):
     # [log σ(-b), log σ(b), ..., log σ(b)] + log c: one same-shape add instead of two broadcast
     # adds on slices of log c (identical numbers and gradients; 1.8 s -> 1.0 s for forward and
     # backward of the loss on 2x16x512x512 on 2 CPU cores).
+    log_foreground = F.log_sigmoid(bi_logits)
     offsets = paddle.concat([F.log_sigmoid(-bi_logits),
-                             F.log_sigmoid(bi_logits).expand([-1, fg_logits.shape[1] - 1, -1, -1])], axis=1)
+                             log_foreground.expand([-1, fg_logits.shape[1] - 1, -1, -1])], axis=1)
     log_joint = offsets + log_class
-    return log_joint - paddle.logsumexp(log_joint, axis=1, keepdim=True).expand_as(log_joint)
+    normaliser = paddle.logsumexp(log_joint, axis=1, keepdim=True)
+    return log_joint - normaliser.expand_as(log_joint)
 
 
 def pixel_nll(log_prob, target, ignore_index=255):
