@@ -19,6 +19,8 @@ EPILOG = '''examples:
       --save_dir inference_model                          # CPU + oneDNN, 896x896 windows
   python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams \\
       --save_dir inference_model_gpu --interpolation native --input_size -1 -1 --batch_size -1
+  python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams \\
+      --save_dir inference_model --format onnx            # + model.onnx for onnxruntime
 '''
 
 
@@ -35,6 +37,9 @@ def parse_args(argv=None):
     parser.add_argument('--interpolation', choices=('matmul', 'native'), default='matmul',
                         help='matmul: exact matmul interpolation that runs under oneDNN on CPU (fixed shape); '
                              'native: Paddle interpolation ops (GPU; free shapes)')
+    parser.add_argument('--format', choices=('paddle', 'onnx'), default='paddle',
+                        help='paddle: the Paddle Inference program (default); onnx: also model.onnx beside it, '
+                             'converted with paddle2onnx (matmul interpolation only)')
     parser.add_argument('opts', nargs=argparse.REMAINDER, help='config overrides as KEY VALUE pairs')
     args = parser.parse_args(argv)
     if any(v > 0 and v % 32 for v in args.input_size):
@@ -57,10 +62,15 @@ def main(argv=None):
         mean, std = normalization_from_config(config)
         shape = (args.batch_size, 3) + tuple(args.input_size)
         prefix = export_model(model, args.save_dir, shape, mean, std, CLASS_NAMES, COLOR_MAP, args.interpolation)
+        if args.format == 'onnx':
+            from simplecv.inference.onnx_backend import export_onnx
+
+            export_onnx(args.save_dir)
     except (FactSegError, ValueError) as error:
         print('error: %s' % error, file=sys.stderr)
         return 2
-    print('exported %s (step %s) to %s.json / .pdiparams, input %s' % (args.ckpt_path, step, prefix, list(shape)))
+    files = '.json / .pdiparams' if args.format == 'paddle' else '.onnx (and .json / .pdiparams)'
+    print('exported %s (step %s) to %s%s, input %s' % (args.ckpt_path, step, prefix, files, list(shape)))
     return 0
 
 

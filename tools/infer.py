@@ -33,7 +33,13 @@ def parse_args(argv=None):
     parser.add_argument('--stride', type=int, default=None, help='window step (default: min(512, patch size))')
     parser.add_argument('--batch_size', type=int, default=1, help='windows per run; any value gives the same result')
     parser.add_argument('--use_gpu', action='store_true', help='run on GPU 0 (needs an --interpolation native export)')
-    return parser.parse_args(argv)
+    parser.add_argument('--backend', choices=('paddle', 'onnxruntime'), default='paddle',
+                        help='paddle: the Paddle Inference program (default); onnxruntime: model.onnx of an '
+                             '--format onnx export, on the CPU')
+    args = parser.parse_args(argv)
+    if args.use_gpu and args.backend == 'onnxruntime':
+        parser.error('--use_gpu runs the Paddle program; --backend onnxruntime runs on the CPU only')
+    return args
 
 
 def list_images(image_dir):
@@ -85,7 +91,12 @@ def main(argv=None):
     from simplecv.inference.static_model import StaticModelForward
 
     try:
-        forward = StaticModelForward(args.model_dir, use_gpu=args.use_gpu)
+        if args.backend == 'onnxruntime':
+            from simplecv.inference.onnx_backend import OnnxModelForward
+
+            forward = OnnxModelForward(args.model_dir)
+        else:
+            forward = StaticModelForward(args.model_dir, use_gpu=args.use_gpu)
         info = forward.info
         exported = info['input_shape'][2:]
         patch = args.patch_size or (exported[0] if exported[0] > 0 else 896)

@@ -24,3 +24,7 @@ class ConfigError(FactSegError, ValueError):
 
 class OutputError(FactSegError):
     """A file in an output folder (checkpoint, log, plot) cannot be written: full disk, read-only folder."""
+
+
+class ExportError(FactSegError):
+    """A model cannot be converted to a deployment format (ONNX) or its converter is missing."""
