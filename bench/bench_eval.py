@@ -1,167 +1,256 @@
-"""Time the sliding-window evaluator against the straightforward official procedure, same run.
+"""Time whole prediction processes: ``isaid_eval.py`` against the official procedure in PyTorch.
 
-For each generated image size it runs, on the same model and image:
+For each generated image it runs, one after the other on the same image and the same weights:
 
-1. ``reference``: the official procedure as written (one window at a time, batch 1, dygraph,
-   full-image float32 probability sum; :func:`simplecv.inference.sliding_window.predict_per_window`);
-2. ``dygraph``: :class:`SlidingWindowPredictor` with the dygraph forward (exact arithmetic);
-3. ``onednn``: :class:`SlidingWindowPredictor` with the CPU fast path (Paddle Inference +
-   oneDNN, checked against dygraph on the first window; includes its export time).
+* ``torch``: a fresh Python process that imports PyTorch, builds the reference FactSeg
+  (``torch_ref/reference.py``), loads the weights, reads the PNG, runs the official
+  sliding-window procedure (:func:`torch_ref.reference.predict_sliding_window`: per window
+  normalise, pad to 32, fused probabilities, full-image average over overlaps, argmax) and
+  writes the label PNG;
+* ``ours-cold``: ``isaid_eval.py`` predict-only (palette + label PNGs) with an empty program
+  cache, so it exports the oneDNN program and checks it against dygraph;
+* ``ours``: the same command again, now with the cached program;
+* ``ours+masks``: ``isaid_eval.py`` with a label mask (prediction + metric, cached program);
+* ``ours+mkl5`` (``--mkl``): ``ours`` with ``MKL_DEBUG_CPU_TYPE=5`` in the environment.
 
-and prints windows/s, process CPU seconds (fairer than wall time on a shared machine), peak
-resident memory above the start of the run (sampled every 20 ms),
-the speed ratio to the reference and whether the labels equal the reference's (the number of
-differing pixels and, for the fast path, the largest probability difference of its check).
+Each figure is a whole process, start-up included: wall seconds from launch to exit, windows
+per second, and the peak resident memory of the process (``ru_maxrss`` from ``wait4``). The
+ratio is the torch process's seconds over ours. The labels of every prediction are compared
+with the torch labels pixel by pixel.
+
+Weights: a seeded PyTorch FactSeg of the chosen config (random BatchNorm statistics, the class
+head scaled by 20 so that labels are confident rather than near-ties), saved as ``.pth`` and
+converted with ``torch_ref/convert.py``; both sides load the same numbers.
 
 Usage::
 
-    OMP_NUM_THREADS=2 python bench/bench_eval.py --sizes 2048x2048 4000x6000
-    OMP_NUM_THREADS=2 python bench/bench_eval.py --sizes 1024x1024 --patch_size 512 --modes reference onednn
+    OMP_NUM_THREADS=2 python bench/bench_eval.py --sizes 2472x2299
+    OMP_NUM_THREADS=2 python bench/bench_eval.py --sizes 4000x13000:isaid.factseg_demo --modes torch ours
+    OMP_NUM_THREADS=2 python bench/bench_eval.py --lock LOCKFILE ...   # each process under an exclusive flock
 
-The model is ``--config_path`` built with its initial weights (no file needed) unless
-``--ckpt_path`` is given; speed does not depend on the weights.
+``SIZE`` is ``HxW`` or ``HxW:config`` (default config ``isaid.factseg``, FactSeg-R50).
 """
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-
-MODES = ('reference', 'dygraph', 'onednn')
-
-
-class PeakMemory:
-    """Peak resident set size (MiB) above the level at entry, sampled in a thread."""
-
-    def __init__(self, interval=0.02):
-        import psutil
-
-        self.process = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-
-    def __enter__(self):
-        self.start = self.process.memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self._stop.wait(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-    @property
-    def mib(self):
-        return (self.peak - self.start) / 2 ** 20
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODES = ('torch', 'ours-cold', 'ours', 'ours+masks', 'ours+mkl5')
+SHARPEN = 20.0
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config_path', default='isaid.factseg', help='config (dotted name or .py file)')
-    parser.add_argument('--ckpt_path', default=None, help='optional checkpoint to load')
-    parser.add_argument('--sizes', nargs='+', default=['2048x2048', '4000x6000'], help='image sizes HxW')
+    parser.add_argument('--sizes', nargs='+', default=['2472x2299', '4000x6000', '4000x13000:isaid.factseg_demo'],
+                        help='images HxW or HxW:config')
+    parser.add_argument('--modes', nargs='+', default=['torch', 'ours-cold', 'ours', 'ours+masks'], choices=MODES,
+                        help='processes to run for each size')
+    parser.add_argument('--mkl', action='store_true', help='also run ours with MKL_DEBUG_CPU_TYPE=5')
+    parser.add_argument('--workdir', default='bench_eval_work', help='images, weights, outputs and logs go here')
     parser.add_argument('--patch_size', type=int, default=896, help='window size')
     parser.add_argument('--stride', type=int, default=512, help='window step')
-    parser.add_argument('--batch_size', type=int, default=2, help='windows per forward for the evaluator')
-    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES, help='what to time')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the generated image')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the image and the weights')
+    parser.add_argument('--lock', default=None, help='hold an exclusive flock on this file during each process')
     parser.add_argument('--json', default=None, help='also write the figures to this JSON file')
-    parser.add_argument('opts', nargs=argparse.REMAINDER, help='config overrides, KEY VALUE ...')
-    return parser.parse_args(argv)
+    parser.add_argument('--torch-run', nargs=4, metavar=('PARAMS_JSON', 'WEIGHTS', 'IMAGE', 'OUT_PNG'),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.mkl and 'ours+mkl5' not in args.modes:
+        args.modes.append('ours+mkl5')
+    return args
 
 
-def make_image(height, width, seed):
-    """A synthetic aerial-looking uint8 image (tiles of the demo renderer)."""
+def torch_run(params_json, weights, image_path, out_png, patch_size, stride):
+    """The ``torch`` process: official procedure in PyTorch, labels to ``out_png``."""
+    sys.path.insert(0, REPO_ROOT)
+    import torch
+    from PIL import Image
+
+    from torch_ref.reference import FactSeg, predict_sliding_window
+
+    with open(params_json) as stream:
+        model = FactSeg(json.load(stream))
+    model.load_state_dict(torch.load(weights, map_location='cpu', weights_only=True))
+    model.eval()
+    image = np.asarray(Image.open(image_path).convert('RGB'))
+    labels = predict_sliding_window(model, image, patch_size, stride)
+    Image.fromarray(labels.numpy().astype(np.uint8)).save(out_png)
+
+
+def make_weights(config_name, workdir, seed):
+    """Seeded torch weights of ``config_name`` and their Paddle conversion; returns the paths."""
+    stem = os.path.join(workdir, 'weights-%s-%d' % (config_name.replace('.', '_'), seed))
+    paths = dict(params=stem + '.json', pth=stem + '.pth', pdparams=stem + '.pdparams')
+    if all(os.path.isfile(p) for p in paths.values()):
+        return paths
+    import torch
+
+    from torch_ref.convert import convert_factseg_file, factseg_params_from_config
+    from torch_ref.reference import FactSeg, randomize_batchnorm_
+
+    params = factseg_params_from_config(config_name)
+    params['resnet_encoder']['pretrained'] = False
+    torch.manual_seed(seed)
+    model = randomize_batchnorm_(FactSeg(params), torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        model.fg_cls.weight.mul_(SHARPEN)
+    torch.save(model.state_dict(), paths['pth'])
+    convert_factseg_file(paths['pth'], paths['pdparams'], params)
+    with open(paths['params'], 'w') as stream:
+        json.dump(params, stream)
+    return paths
+
+
+def make_image(height, width, seed, folder):
+    """A synthetic aerial-looking image and its label mask (tiles of the demo renderer) as PNGs."""
+    from PIL import Image
+
     from data.demo import render_sample
 
+    name = 'scene_%dx%d' % (height, width)
+    image_path = os.path.join(folder, 'images', name + '.png')
+    mask_path = os.path.join(folder, 'masks', name + '_label.png')
+    if os.path.isfile(image_path) and os.path.isfile(mask_path):
+        return name, image_path
+    os.makedirs(os.path.dirname(image_path), exist_ok=True)
+    os.makedirs(os.path.dirname(mask_path), exist_ok=True)
     rng = np.random.default_rng(seed)
     tile = 512
     image = np.zeros((height, width, 3), dtype=np.uint8)
+    label = np.zeros((height, width), dtype=np.uint8)
     for y in range(0, height, tile):
         for x in range(0, width, tile):
-            part = render_sample(rng, (tile, tile))[0]
-            image[y:y + tile, x:x + tile] = part[:min(tile, height - y), :min(tile, width - x)]
-    return image
+            part, part_label = render_sample(rng, (tile, tile))
+            h, w = min(tile, height - y), min(tile, width - x)
+            image[y:y + h, x:x + w] = part[:h, :w]
+            label[y:y + h, x:x + w] = part_label[:h, :w]
+    Image.fromarray(image).save(image_path)
+    Image.fromarray(label).save(mask_path)
+    return name, image_path
 
 
-def run_mode(mode, model, image, args):
-    from simplecv.inference.fast_path import DygraphForward, OneDNNForward
-    from simplecv.inference.sliding_window import SlidingWindowPredictor, predict_per_window
+@contextlib.contextmanager
+def exclusive(lock_path):
+    """Hold an exclusive ``flock`` on ``lock_path`` (nothing if None)."""
+    if lock_path is None:
+        yield
+        return
+    import fcntl
 
-    patch = (args.patch_size, args.patch_size)
-    extra = {}
-    with PeakMemory() as memory:
-        start, cpu_start = time.perf_counter(), time.process_time()
-        if mode == 'reference':
-            _, labels = predict_per_window(DygraphForward(model), image, patch, args.stride)
+    with open(lock_path, 'a') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_process(command, log_path, env, lock):
+    """Run ``command`` to completion; returns ``(seconds, peak RSS in MiB, exit code)``."""
+    with exclusive(lock), open(log_path, 'w') as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return seconds, usage.ru_maxrss / 1024.0, process.returncode
+
+
+def read_labels(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def eval_command(args, config, weights, folder, out_dir, cache_dir, masks):
+    command = [sys.executable, os.path.join(REPO_ROOT, 'isaid_eval.py'), '--config_path', config,
+               '--ckpt_path', weights, '--image_dir', os.path.join(folder, 'images'),
+               '--patch_size', str(args.patch_size), '--stride', str(args.stride), '--cache_dir', cache_dir]
+    if masks:
+        return command + ['--mask_dir', os.path.join(folder, 'masks'), '--mask_format', 'label',
+                          '--log_dir', out_dir]
+    return command + ['--vis_dir', out_dir]
+
+
+def bench_size(args, spec):
+    size, _, config = spec.partition(':')
+    config = config or 'isaid.factseg'
+    height, width = (int(v) for v in size.lower().split('x'))
+    from simplecv.data.sliding_window import sliding_window
+
+    windows = len(sliding_window((height, width), (args.patch_size, args.patch_size), args.stride))
+    folder = os.path.join(args.workdir, '%dx%d' % (height, width))
+    name, image_path = make_image(height, width, args.seed, folder)
+    weights = make_weights(config, args.workdir, args.seed)
+    cache_dir = os.path.join(folder, 'program_cache')
+    if 'ours-cold' in args.modes:
+        from simplecv.inference.program_cache import ProgramCache
+
+        ProgramCache(cache_dir).clear()
+    results = {}
+    labels = {}
+    for mode in args.modes:
+        out_dir = os.path.join(folder, 'out-' + mode)
+        os.makedirs(out_dir, exist_ok=True)
+        env = dict(os.environ)
+        if mode == 'torch':
+            label_path = os.path.join(out_dir, name + '_label.png')
+            command = [sys.executable, os.path.abspath(__file__), '--torch-run', weights['params'], weights['pth'],
+                       image_path, label_path, '--patch_size', str(args.patch_size), '--stride', str(args.stride)]
         else:
-            forward = DygraphForward(model) if mode == 'dygraph' else OneDNNForward(model)
-            predictor = SlidingWindowPredictor(forward, patch, args.stride, batch_size=args.batch_size)
-            labels = predictor.predict(image)
-            if mode == 'onednn':
-                extra = dict(fell_back=forward.fallback is not None, check_max_abs_diff=forward.max_difference)
-                forward.close()
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    return labels.astype(np.uint8), dict(seconds=round(seconds, 2), cpu_seconds=round(cpu_seconds, 2),
-                                         peak_mib=round(memory.mib, 1), **extra)
+            label_path = None if mode == 'ours+masks' else os.path.join(out_dir, name + '_label.png')
+            command = eval_command(args, config, weights['pdparams'], folder, out_dir, cache_dir,
+                                   masks=mode == 'ours+masks')
+            if mode == 'ours+mkl5':
+                env['MKL_DEBUG_CPU_TYPE'] = '5'
+            else:
+                env.pop('MKL_DEBUG_CPU_TYPE', None)
+        log_path = os.path.join(folder, mode + '.log')
+        seconds, peak_mib, code = run_process(command, log_path, env, args.lock)
+        if code != 0:
+            raise SystemExit('bench_eval.py: %s exited with %d; see %s' % (mode, code, log_path))
+        results[mode] = dict(seconds=round(seconds, 1), windows_per_s=round(windows / seconds, 3),
+                             peak_rss_mib=round(peak_mib))
+        if label_path is not None:
+            labels[mode] = read_labels(label_path)
+        base = results.get('torch')
+        if base is not None and mode != 'torch':
+            results[mode]['ratio_vs_torch'] = round(base['seconds'] / seconds, 2)
+            if mode in labels:
+                results[mode]['labels_differing'] = int((labels[mode] != labels['torch']).sum())
+        print('%-10s %-22s %-10s %4d win %7.1f s %7.3f win/s  peak RSS %6d MiB  %s' % (
+            size, config, mode, windows, seconds, windows / seconds, peak_mib,
+            ', '.join('%s=%s' % (k, v) for k, v in results[mode].items()
+                      if k in ('ratio_vs_torch', 'labels_differing'))), flush=True)
+    pixels = height * width
+    return dict(size=size, config=config, windows=windows, pixels=pixels, results=results)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.torch_run:
+        torch_run(*args.torch_run, args.patch_size, args.stride)
+        return None
+    sys.path.insert(0, REPO_ROOT)
+    os.makedirs(args.workdir, exist_ok=True)
+    args.workdir = os.path.abspath(args.workdir)
     import paddle
+    import torch
 
-    from simplecv.api.infer_tool import build_and_load_from_file, build_from_file
-    from simplecv.data.sliding_window import sliding_window
-
-    if args.ckpt_path:
-        model, _ = build_and_load_from_file(args.config_path, args.ckpt_path, args.opts)
-    else:
-        paddle.seed(0)
-        model = build_from_file(args.config_path, args.opts)
-    threads = os.environ.get('OMP_NUM_THREADS', 'unset')
-    print('paddle %s, %s, OMP_NUM_THREADS=%s, patch %d, stride %d, evaluator batch %d'
-          % (paddle.__version__, paddle.get_device(), threads, args.patch_size, args.stride, args.batch_size))
-    report = []
-    for size in args.sizes:
-        height, width = (int(v) for v in size.lower().split('x'))
-        image = make_image(height, width, args.seed)
-        windows = len(sliding_window((height, width), (args.patch_size, args.patch_size), args.stride))
-        results = {}
-        labels = {}
-        for mode in args.modes:
-            labels[mode], results[mode] = run_mode(mode, model, image, args)
-            results[mode]['windows_per_s'] = round(windows / results[mode]['seconds'], 4)
-        base = results.get('reference')
-        for mode, result in results.items():
-            if base is not None and mode != 'reference':
-                result['speedup_vs_reference'] = round(base['seconds'] / result['seconds'], 2)
-                result['cpu_time_ratio'] = round(base['cpu_seconds'] / result['cpu_seconds'], 2)
-                result['label_pixels_differing'] = int((labels[mode] != labels['reference']).sum())
-            print('%-10s %-9s %3d windows  %8.1f s  %7.3f win/s  peak +%7.1f MiB  %s' % (
-                size, mode, windows, result['seconds'], result['windows_per_s'], result['peak_mib'],
-                ', '.join('%s=%s' % (k, v) for k, v in result.items()
-                          if k not in ('seconds', 'windows_per_s', 'peak_mib'))), flush=True)
-        report.append(dict(size=size, windows=windows, **results))
+    print('paddle %s, torch %s, OMP_NUM_THREADS=%s, MKL_DEBUG_CPU_TYPE=%s, %d CPUs, patch %d, stride %d'
+          % (paddle.__version__, torch.__version__, os.environ.get('OMP_NUM_THREADS', 'unset'),
+             os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset'), os.cpu_count(), args.patch_size, args.stride), flush=True)
+    report = [bench_size(args, spec) for spec in args.sizes]
     if args.json:
         with open(args.json, 'w') as stream:
-            json.dump(dict(threads=threads, patch_size=args.patch_size, stride=args.stride,
-                           batch_size=args.batch_size, results=report), stream, indent=1)
+            json.dump(dict(patch_size=args.patch_size, stride=args.stride, results=report), stream, indent=1)
     return report
 
 

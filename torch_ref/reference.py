@@ -38,6 +38,7 @@ __all__ = [
     'DEFAULT_PARAMS', 'merge_params', 'ResNet', 'ResNetEncoder', 'FPN', 'AsymmetricDecoder',
     'FactSeg', 'JointLoss', 'som', 'ohem_weight', 'ohem_cross_entropy', 'separate_losses',
     'inverse_weight_cross_entropy', 'joint_probability', 'randomize_batchnorm_', 'RESNET_SPECS',
+    'sliding_windows', 'predict_sliding_window',
 ]
 
 #: Official defaults (``FactSeg.set_defalut_config`` merged with ``ResNetEncoder``'s), except that
@@ -641,3 +642,55 @@ class FactSeg(nn.Module):
         if self.joint_loss is not None:
             return joint_probability(fg_pred, bi_pred)
         return torch.softmax(fg_pred, dim=1)
+
+
+def sliding_windows(height, width, patch_size=896, stride=512):
+    """SimpleCV's ``sliding_window`` boxes ``(x1, y1, x2, y2)``, row-major (spec §7.3).
+
+    The patch is clipped to the image; starts are ``0, stride, ...`` up to
+    ``ceil((L - k) / stride)`` steps, and a window crossing the border is moved inward to end on it.
+    """
+    kh, kw = min(patch_size, height), min(patch_size, width)
+    ys = [min(i * stride, height - kh) for i in range(math.ceil((height - kh) / stride) + 1)]
+    xs = [min(i * stride, width - kw) for i in range(math.ceil((width - kw) / stride) + 1)]
+    return [(x, y, x + kw, y + kh) for y in ys for x in xs]
+
+
+@torch.no_grad()
+def predict_sliding_window(model, image, patch_size=896, stride=512,
+                           mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), size_divisor=32):
+    """The official evaluation procedure (``tools/isaid_eval.py``, spec §9.1) on one image.
+
+    Every window, as float32 0..255 CHW, is normalised ``(x - mean) / std``, zero-padded at the
+    bottom and right to a multiple of ``size_divisor`` (after normalisation, as the official
+    ``th_divisible_pad``), passed through ``model`` (eval mode, fused probabilities), cropped
+    back and added to a full-image ``1 x C x H x W`` float32 sum on the CPU, with a ``H x W``
+    count; the prediction is the argmax of their quotient.
+
+    Args:
+        model: eval-mode :class:`FactSeg` (or any ``(1, 3, h, w) -> (1, C, h, w)`` module).
+        image: ``(H, W, 3)`` uint8 array.
+        patch_size, stride: window size and step (official 896 and 512).
+        mean, std: normalisation per channel on the 0..255 scale (the official config's).
+        size_divisor: windows are padded to a multiple of this.
+
+    Returns:
+        torch.Tensor: ``(H, W)`` int64 labels.
+    """
+    height, width = image.shape[:2]
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    res_img = res_count = None
+    for x1, y1, x2, y2 in sliding_windows(height, width, patch_size, stride):
+        window = torch.from_numpy(image[y1:y2, x1:x2].astype('float32')).permute(2, 0, 1)
+        window = ((window - mean_t) / std_t).unsqueeze(0)
+        h, w = y2 - y1, x2 - x1
+        pad_h, pad_w = (-h) % size_divisor, (-w) % size_divisor
+        window = F.pad(window, [0, pad_w, 0, pad_h], value=0.0)
+        out = model(window)[:, :, :h, :w].cpu()
+        if res_img is None:
+            res_img = torch.zeros(1, out.shape[1], height, width, dtype=torch.float32)
+            res_count = torch.zeros(height, width, dtype=torch.float32)
+        res_img[:, :, y1:y2, x1:x2] += out
+        res_count[y1:y2, x1:x2] += 1
+    return (res_img / res_count).argmax(dim=1)[0]

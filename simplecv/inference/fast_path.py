@@ -178,11 +178,14 @@ def matmul_interpolate(x, size=None, scale_factor=None, mode='nearest', align_co
     return cols.reshape([n, c, out_h, out_w])
 
 
+@paddle.jit.not_to_static
 def onednn_logsumexp(x, axis=None, keepdim=False, name=None):
     """``paddle.logsumexp`` as ``m + log(sum(exp(x - m)))`` with ``m = max(x)`` (oneDNN element-wise ops).
 
     The same formula as Paddle's CPU kernel, whose plain (non-oneDNN) loop cost 0.3 s per
-    ``16 x 896 x 896`` call inside the exported FactSeg program.
+    ``16 x 896 x 896`` call inside the exported FactSeg program. Marked ``not_to_static`` like
+    :func:`matmul_interpolate`: dy2static would otherwise try to convert it while it holds its
+    own (non-reentrant) conversion lock, and hang.
     """
     top = paddle.max(x, axis=axis, keepdim=True)
     out = top + paddle.log(paddle.sum(paddle.exp(x - top), axis=axis, keepdim=True))

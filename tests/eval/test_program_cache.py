@@ -1,0 +1,137 @@
+"""The oneDNN program cache: reuse, rebuild on any change of what determines the program, repair."""
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from simplecv.inference.fast_path import OneDNNForward, onednn_available
+from simplecv.inference.program_cache import ProgramCache, default_cache_dir, resolve_cache_dir
+from tools import program_cache as cache_tool
+
+pytestmark = pytest.mark.skipif(not onednn_available(), reason='needs a CPU Paddle build with oneDNN')
+
+
+def _batch(size=64, seed=0):
+    return np.random.RandomState(seed).randn(1, 3, size, size).astype(np.float32)
+
+
+def _run(model, cache_dir, batch, config=None):
+    forward = OneDNNForward(model, cache_dir=cache_dir, config=config)
+    out = forward(batch)
+    assert forward.fallback is None
+    forward.close()
+    return forward, out
+
+
+def _entries(cache_dir):
+    return [folder for folder, _ in ProgramCache(cache_dir).entries()]
+
+
+def test_second_run_uses_the_cached_program_without_export_or_check(tiny_factseg, tmp_path, monkeypatch):
+    cache_dir = str(tmp_path / 'cache')
+    first, out = _run(tiny_factseg, cache_dir, _batch())
+    assert first.cache_hits == 0 and len(_entries(cache_dir)) == 1
+    with open(os.path.join(_entries(cache_dir)[0], 'entry.json')) as stream:
+        entry = json.load(stream)
+    assert entry['check']['max_abs_diff'] <= 1e-4 and entry['fields']['input_shape'] == [1, 3, 64, 64]
+
+    import simplecv.inference.fast_path as fast_path
+
+    def no_export(*args, **kwargs):
+        raise AssertionError('a cached program must not be exported again')
+
+    monkeypatch.setattr(fast_path, 'export_onednn_program', no_export)
+    second = OneDNNForward(tiny_factseg, cache_dir=cache_dir)
+    second.dygraph = None   # the check must not run again either
+    again = second(_batch())
+    assert second.fallback is None and second.cache_hits == 1
+    np.testing.assert_array_equal(again, out)
+    second.close()
+
+
+def test_changed_weights_input_size_or_config_build_new_programs(tiny_factseg, tmp_path):
+    cache_dir = str(tmp_path / 'cache')
+    _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16))
+    forward, _ = _run(tiny_factseg, cache_dir, _batch(96), config=dict(num_classes=16))
+    assert forward.cache_hits == 0 and len(_entries(cache_dir)) == 2
+    forward, _ = _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16, other=1))
+    assert forward.cache_hits == 0 and len(_entries(cache_dir)) == 3
+    weight = tiny_factseg.bi_cls.weight
+    saved = weight.numpy().copy()
+    try:
+        with paddle.no_grad():
+            weight.set_value(saved * 1.5)
+        changed, out = _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16))
+        assert changed.cache_hits == 0 and len(_entries(cache_dir)) == 4
+        with paddle.no_grad():
+            expected = tiny_factseg(paddle.to_tensor(_batch())).numpy()
+        np.testing.assert_allclose(out, expected, atol=1e-4)
+    finally:
+        with paddle.no_grad():
+            weight.set_value(saved)
+    forward, _ = _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16))
+    assert forward.cache_hits == 1 and len(_entries(cache_dir)) == 4
+
+
+@pytest.mark.parametrize('damage', ['params', 'entry', 'stale', 'missing'])
+def test_corrupt_or_stale_entries_are_detected_and_rebuilt(tiny_factseg, tmp_path, factseg_log, damage):
+    cache_dir = str(tmp_path / 'cache')
+    _, out = _run(tiny_factseg, cache_dir, _batch())
+    folder = _entries(cache_dir)[0]
+    if damage == 'params':
+        with open(os.path.join(folder, 'model.pdiparams'), 'r+b') as stream:
+            stream.seek(100)
+            stream.write(b'\xff' * 16)
+    elif damage == 'entry':
+        with open(os.path.join(folder, 'entry.json'), 'w') as stream:
+            stream.write('{"trunc')
+    elif damage == 'stale':
+        with open(os.path.join(folder, 'entry.json')) as stream:
+            entry = json.load(stream)
+        entry['fields']['paddle'] = '0.0.0'
+        with open(os.path.join(folder, 'entry.json'), 'w') as stream:
+            json.dump(entry, stream)
+    else:
+        os.remove(os.path.join(folder, 'model.json'))
+    forward, again = _run(tiny_factseg, cache_dir, _batch())
+    assert forward.cache_hits == 0
+    expected = {'params': 'corrupt', 'entry': 'corrupt', 'stale': 'stale', 'missing': 'corrupt'}[damage]
+    assert 'entry %s is %s' % (folder, expected) in factseg_log.text
+    np.testing.assert_allclose(again, out, atol=1e-5)
+    forward, _ = _run(tiny_factseg, cache_dir, _batch())   # the rebuilt entry is valid
+    assert forward.cache_hits == 1
+
+
+def test_a_failed_check_is_never_cached(tiny_factseg, tmp_path):
+    cache_dir = str(tmp_path / 'cache')
+    forward = OneDNNForward(tiny_factseg, cache_dir=cache_dir, atol=-1.0)
+    forward(_batch())
+    assert forward.fallback is not None and _entries(cache_dir) == []
+    assert not [name for name in os.listdir(ProgramCache(cache_dir).root) if name.startswith('.staging')]
+
+
+def test_cache_dir_defaults_env_and_off(tmp_path, monkeypatch):
+    monkeypatch.setenv('FACTSEG_CACHE_DIR', str(tmp_path / 'env'))
+    assert default_cache_dir() == str(tmp_path / 'env') and resolve_cache_dir() == str(tmp_path / 'env')
+    assert resolve_cache_dir('none') is None and resolve_cache_dir('off') is None
+    monkeypatch.delenv('FACTSEG_CACHE_DIR')
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    assert default_cache_dir() == str(tmp_path / 'xdg' / 'factseg-paddle')
+
+
+def test_without_a_cache_nothing_is_written(tiny_factseg, tmp_path, monkeypatch):
+    monkeypatch.setenv('FACTSEG_CACHE_DIR', str(tmp_path / 'unused'))
+    forward, _ = _run(tiny_factseg, 'none', _batch())
+    assert forward.cache is None and not os.path.exists(tmp_path / 'unused')
+
+
+def test_cache_tool_lists_and_clears(tiny_factseg, tmp_path, capsys):
+    cache_dir = str(tmp_path / 'cache')
+    _run(tiny_factseg, cache_dir, _batch())
+    assert cache_tool.main(['--cache_dir', cache_dir]) == 0
+    assert '1 cached programs' in capsys.readouterr().out
+    assert cache_tool.main(['--cache_dir', cache_dir, '--clear']) == 0
+    assert 'deleted 1 cached programs' in capsys.readouterr().out
+    assert _entries(cache_dir) == []
