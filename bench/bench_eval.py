@@ -61,6 +61,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', default=None, help='also write the figures to this JSON file')
     parser.add_argument('--torch-run', nargs=4, metavar=('PARAMS_JSON', 'WEIGHTS', 'IMAGE', 'OUT_PNG'),
                         help=argparse.SUPPRESS)
+    parser.add_argument('--prepare', nargs=3, metavar=('SIZE', 'CONFIG', 'FOLDER'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mkl and 'ours+mkl5' not in args.modes:
         args.modes.append('ours+mkl5')
@@ -84,10 +85,15 @@ def torch_run(params_json, weights, image_path, out_png, patch_size, stride):
     Image.fromarray(labels.numpy().astype(np.uint8)).save(out_png)
 
 
+def weight_paths(config_name, workdir, seed):
+    """Files of the seeded weights of ``config_name``: params JSON, torch ``.pth``, Paddle ``.pdparams``."""
+    stem = os.path.join(workdir, 'weights-%s-%d' % (config_name.replace('.', '_'), seed))
+    return dict(params=stem + '.json', pth=stem + '.pth', pdparams=stem + '.pdparams')
+
+
 def make_weights(config_name, workdir, seed):
     """Seeded torch weights of ``config_name`` and their Paddle conversion; returns the paths."""
-    stem = os.path.join(workdir, 'weights-%s-%d' % (config_name.replace('.', '_'), seed))
-    paths = dict(params=stem + '.json', pth=stem + '.pth', pdparams=stem + '.pdparams')
+    paths = weight_paths(config_name, workdir, seed)
     if all(os.path.isfile(p) for p in paths.values()):
         return paths
     import torch
@@ -108,14 +114,19 @@ def make_weights(config_name, workdir, seed):
     return paths
 
 
+def image_paths(height, width, folder):
+    """``(name, image path)`` of the generated image of this size."""
+    name = 'scene_%dx%d' % (height, width)
+    return name, os.path.join(folder, 'images', name + '.png')
+
+
 def make_image(height, width, seed, folder):
     """A synthetic aerial-looking image and its label mask (tiles of the demo renderer) as PNGs."""
     from PIL import Image
 
     from data.demo import render_sample
 
-    name = 'scene_%dx%d' % (height, width)
-    image_path = os.path.join(folder, 'images', name + '.png')
+    name, image_path = image_paths(height, width, folder)
     mask_path = os.path.join(folder, 'masks', name + '_label.png')
     if os.path.isfile(image_path) and os.path.isfile(mask_path):
         return name, image_path
@@ -187,8 +198,12 @@ def bench_size(args, spec):
 
     windows = len(sliding_window((height, width), (args.patch_size, args.patch_size), args.stride))
     folder = os.path.join(args.workdir, '%dx%d' % (height, width))
-    name, image_path = make_image(height, width, args.seed, folder)
-    weights = make_weights(config, args.workdir, args.seed)
+    # Made in a child process: the parent stays small, because a child's peak RSS (ru_maxrss)
+    # counts the memory it was forked with.
+    subprocess.run([sys.executable, os.path.abspath(__file__), '--prepare', size, config, folder,
+                    '--workdir', args.workdir, '--seed', str(args.seed)], check=True, cwd=REPO_ROOT)
+    name, image_path = image_paths(height, width, folder)
+    weights = weight_paths(config, args.workdir, args.seed)
     cache_dir = os.path.join(folder, 'program_cache')
     if 'ours-cold' in args.modes:
         from simplecv.inference.program_cache import ProgramCache
@@ -239,13 +254,17 @@ def main(argv=None):
         torch_run(*args.torch_run, args.patch_size, args.stride)
         return None
     sys.path.insert(0, REPO_ROOT)
+    if args.prepare:
+        size, config, folder = args.prepare
+        make_image(*(int(v) for v in size.lower().split('x')), args.seed, folder)
+        make_weights(config, args.workdir, args.seed)
+        return None
     os.makedirs(args.workdir, exist_ok=True)
     args.workdir = os.path.abspath(args.workdir)
-    import paddle
-    import torch
+    from importlib.metadata import version
 
     print('paddle %s, torch %s, OMP_NUM_THREADS=%s, MKL_DEBUG_CPU_TYPE=%s, %d CPUs, patch %d, stride %d'
-          % (paddle.__version__, torch.__version__, os.environ.get('OMP_NUM_THREADS', 'unset'),
+          % (version('paddlepaddle'), version('torch'), os.environ.get('OMP_NUM_THREADS', 'unset'),
              os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset'), os.cpu_count(), args.patch_size, args.stride), flush=True)
     report = [bench_size(args, spec) for spec in args.sizes]
     if args.json:

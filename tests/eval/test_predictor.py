@@ -6,6 +6,7 @@ from simplecv.core.config import AttrDict
 from simplecv.inference.fast_path import DygraphForward
 from simplecv.inference.sliding_window import (IMAGENET_MEAN, IMAGENET_STD, SlidingWindowPredictor,
                                                normalization_from_config, predict_per_window)
+from simplecv.util.raster_io import ArrayImage
 
 
 @pytest.mark.parametrize('size, patch, stride', [
@@ -136,3 +137,43 @@ def test_large_images_are_read_in_strips_and_bands_stream_out_before_the_end(ran
     rest = list(bands)
     assert all(y2 - y1 == 64 for y1, y2 in source.requests) and rest[-1][1] == 300
     assert len(source.requests) == len(set(predictor.windows(300, 80)[:, 1].tolist()))
+
+
+@pytest.mark.parametrize('size, patch, stride', [
+    ((131, 613), 64, 24),   # rows shared with the next window row (40) outnumber the final ones (24); 3 carry chunks
+    ((64, 300), 64, 40),    # exactly one window row
+    ((40, 700), 64, 48),    # shorter than a window, wide
+    ((300, 45), 64, 64),    # narrower than a window, windows touching without overlap
+    ((97, 301), 96, 50),    # odd sizes, a window that is not a multiple of 32 (padded)
+])
+def test_memory_bounded_sweep_equals_the_full_image_accumulation(tiny_factseg, random_image, size, patch, stride):
+    image = random_image(*size, seed=sum(size))
+    forward = DygraphForward(tiny_factseg)
+    reference_probs, reference_labels = predict_per_window(forward, image, (patch, patch), stride)
+    predictor = SlidingWindowPredictor(forward, patch, stride, batch_size=16)
+    labels, probs = predictor.predict(image, with_probabilities=True)
+    np.testing.assert_array_equal(probs, reference_probs)
+    np.testing.assert_array_equal(labels, reference_labels)
+
+
+def test_sweep_memory_grows_with_the_shared_rows_not_the_image(random_image):
+    # A NumPy model, so that tracemalloc sees every array: the sums kept for a 600 x 3000 image
+    # must stay far below the official 16 x H x W float32 map (115 MB).
+    import tracemalloc
+
+    def forward(batch):
+        logits = np.tile(batch[:, :1], (1, 16, 1, 1)) * np.arange(1, 17, dtype=np.float32).reshape(1, 16, 1, 1)
+        return np.exp(logits - logits.max(axis=1, keepdims=True))
+
+    image = random_image(600, 3000)
+    predictor = SlidingWindowPredictor(forward, 64, 32, batch_size=8, prefetch=False)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        for _ in predictor.predict_bands(ArrayImage(image)):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    carry = 16 * (64 - 32) * 3000 * 4
+    assert peak < 3 * carry < 16 * 600 * 3000 * 4 / 10

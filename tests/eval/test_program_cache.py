@@ -1,6 +1,7 @@
 """The oneDNN program cache: reuse, rebuild on any change of what determines the program, repair."""
 import json
 import os
+import shutil
 
 import numpy as np
 import paddle
@@ -29,10 +30,25 @@ def _entries(cache_dir):
     return [folder for folder, _ in ProgramCache(cache_dir).entries()]
 
 
-def test_second_run_uses_the_cached_program_without_export_or_check(tiny_factseg, tmp_path, monkeypatch):
+@pytest.fixture(scope='module')
+def built(tiny_factseg, tmp_path_factory):
+    """A cache holding the checked program of ``tiny_factseg`` at 64x64, and its output."""
+    cache_dir = str(tmp_path_factory.mktemp('built_cache'))
+    forward, out = _run(tiny_factseg, cache_dir, _batch())
+    assert forward.cache_hits == 0 and len(_entries(cache_dir)) == 1
+    return cache_dir, out
+
+
+@pytest.fixture
+def cache_copy(built, tmp_path):
+    """A private copy of the ``built`` cache: ``(cache dir, expected output)``."""
     cache_dir = str(tmp_path / 'cache')
-    first, out = _run(tiny_factseg, cache_dir, _batch())
-    assert first.cache_hits == 0 and len(_entries(cache_dir)) == 1
+    shutil.copytree(built[0], cache_dir)
+    return cache_dir, built[1]
+
+
+def test_second_run_uses_the_cached_program_without_export_or_check(tiny_factseg, cache_copy, monkeypatch):
+    cache_dir, out = cache_copy
     with open(os.path.join(_entries(cache_dir)[0], 'entry.json')) as stream:
         entry = json.load(stream)
     assert entry['check']['max_abs_diff'] <= 1e-4 and entry['fields']['input_shape'] == [1, 3, 64, 64]
@@ -51,19 +67,18 @@ def test_second_run_uses_the_cached_program_without_export_or_check(tiny_factseg
     second.close()
 
 
-def test_changed_weights_input_size_or_config_build_new_programs(tiny_factseg, tmp_path):
-    cache_dir = str(tmp_path / 'cache')
-    _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16))
-    forward, _ = _run(tiny_factseg, cache_dir, _batch(96), config=dict(num_classes=16))
+def test_changed_weights_input_size_or_config_build_new_programs(tiny_factseg, cache_copy):
+    cache_dir, _ = cache_copy
+    forward, _ = _run(tiny_factseg, cache_dir, _batch(96))
     assert forward.cache_hits == 0 and len(_entries(cache_dir)) == 2
-    forward, _ = _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16, other=1))
+    forward, _ = _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16))
     assert forward.cache_hits == 0 and len(_entries(cache_dir)) == 3
     weight = tiny_factseg.bi_cls.weight
     saved = weight.numpy().copy()
     try:
         with paddle.no_grad():
             weight.set_value(saved * 1.5)
-        changed, out = _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16))
+        changed, out = _run(tiny_factseg, cache_dir, _batch())
         assert changed.cache_hits == 0 and len(_entries(cache_dir)) == 4
         with paddle.no_grad():
             expected = tiny_factseg(paddle.to_tensor(_batch())).numpy()
@@ -71,14 +86,13 @@ def test_changed_weights_input_size_or_config_build_new_programs(tiny_factseg, t
     finally:
         with paddle.no_grad():
             weight.set_value(saved)
-    forward, _ = _run(tiny_factseg, cache_dir, _batch(), config=dict(num_classes=16))
+    forward, _ = _run(tiny_factseg, cache_dir, _batch())   # the original weights: the first entry again
     assert forward.cache_hits == 1 and len(_entries(cache_dir)) == 4
 
 
 @pytest.mark.parametrize('damage', ['params', 'entry', 'stale', 'missing'])
-def test_corrupt_or_stale_entries_are_detected_and_rebuilt(tiny_factseg, tmp_path, factseg_log, damage):
-    cache_dir = str(tmp_path / 'cache')
-    _, out = _run(tiny_factseg, cache_dir, _batch())
+def test_corrupt_or_stale_entries_are_detected_and_rebuilt(tiny_factseg, cache_copy, factseg_log, damage):
+    cache_dir, out = cache_copy
     folder = _entries(cache_dir)[0]
     if damage == 'params':
         with open(os.path.join(folder, 'model.pdiparams'), 'r+b') as stream:
@@ -107,7 +121,7 @@ def test_corrupt_or_stale_entries_are_detected_and_rebuilt(tiny_factseg, tmp_pat
 def test_a_failed_check_is_never_cached(tiny_factseg, tmp_path):
     cache_dir = str(tmp_path / 'cache')
     forward = OneDNNForward(tiny_factseg, cache_dir=cache_dir, atol=-1.0)
-    forward(_batch())
+    forward(_batch(32))
     assert forward.fallback is not None and _entries(cache_dir) == []
     assert not [name for name in os.listdir(ProgramCache(cache_dir).root) if name.startswith('.staging')]
 
@@ -123,13 +137,12 @@ def test_cache_dir_defaults_env_and_off(tmp_path, monkeypatch):
 
 def test_without_a_cache_nothing_is_written(tiny_factseg, tmp_path, monkeypatch):
     monkeypatch.setenv('FACTSEG_CACHE_DIR', str(tmp_path / 'unused'))
-    forward, _ = _run(tiny_factseg, 'none', _batch())
+    forward, _ = _run(tiny_factseg, 'none', _batch(32))
     assert forward.cache is None and not os.path.exists(tmp_path / 'unused')
 
 
-def test_cache_tool_lists_and_clears(tiny_factseg, tmp_path, capsys):
-    cache_dir = str(tmp_path / 'cache')
-    _run(tiny_factseg, cache_dir, _batch())
+def test_cache_tool_lists_and_clears(cache_copy, capsys):
+    cache_dir, _ = cache_copy
     assert cache_tool.main(['--cache_dir', cache_dir]) == 0
     assert '1 cached programs' in capsys.readouterr().out
     assert cache_tool.main(['--cache_dir', cache_dir, '--clear']) == 0
