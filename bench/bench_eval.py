@@ -9,9 +9,11 @@ For each generated image it runs, one after the other on the same image and the 
   writes the label PNG;
 * ``ours-cold``: ``isaid_eval.py`` predict-only (palette + label PNGs) with an empty program
   cache, so it exports the oneDNN program and checks it against dygraph;
-* ``ours``: the same command again, now with the cached program;
+* ``ours``: the same command again, with the program cached by an earlier run (of any image);
 * ``ours+masks``: ``isaid_eval.py`` with a label mask (prediction + metric, cached program);
-* ``ours+mkl5`` (``--mkl``): ``ours`` with ``MKL_DEBUG_CPU_TYPE=5`` in the environment.
+* ``ours-no-mkl5`` (``--mkl``): ``ours`` with ``MKL_DEBUG_CPU_TYPE`` set empty, which keeps the
+  entry points from setting it to 5 on AMD CPUs (:mod:`simplecv.util.mkl_env`): what that
+  setting does for the oneDNN path.
 
 Each figure is a whole process, start-up included: wall seconds from launch to exit, windows
 per second, and the peak resident memory of the process (``ru_maxrss`` from ``wait4``). The
@@ -41,7 +43,7 @@ import time
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = ('torch', 'ours-cold', 'ours', 'ours+masks', 'ours+mkl5')
+MODES = ('torch', 'ours-cold', 'ours', 'ours+masks', 'ours-no-mkl5')
 SHARPEN = 20.0
 
 
@@ -52,7 +54,7 @@ def parse_args(argv=None):
                         help='images HxW or HxW:config')
     parser.add_argument('--modes', nargs='+', default=['torch', 'ours-cold', 'ours', 'ours+masks'], choices=MODES,
                         help='processes to run for each size')
-    parser.add_argument('--mkl', action='store_true', help='also run ours with MKL_DEBUG_CPU_TYPE=5')
+    parser.add_argument('--mkl', action='store_true', help='also run ours without MKL_DEBUG_CPU_TYPE=5')
     parser.add_argument('--workdir', default='bench_eval_work', help='images, weights, outputs and logs go here')
     parser.add_argument('--patch_size', type=int, default=896, help='window size')
     parser.add_argument('--stride', type=int, default=512, help='window step')
@@ -63,8 +65,8 @@ def parse_args(argv=None):
                         help=argparse.SUPPRESS)
     parser.add_argument('--prepare', nargs=3, metavar=('SIZE', 'CONFIG', 'FOLDER'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.mkl and 'ours+mkl5' not in args.modes:
-        args.modes.append('ours+mkl5')
+    if args.mkl and 'ours-no-mkl5' not in args.modes:
+        args.modes.append('ours-no-mkl5')
     return args
 
 
@@ -204,7 +206,7 @@ def bench_size(args, spec):
                     '--workdir', args.workdir, '--seed', str(args.seed)], check=True, cwd=REPO_ROOT)
     name, image_path = image_paths(height, width, folder)
     weights = weight_paths(config, args.workdir, args.seed)
-    cache_dir = os.path.join(folder, 'program_cache')
+    cache_dir = os.path.join(args.workdir, 'program_cache')   # shared by the sizes, as a user's would be
     if 'ours-cold' in args.modes:
         from simplecv.inference.program_cache import ProgramCache
 
@@ -215,6 +217,7 @@ def bench_size(args, spec):
         out_dir = os.path.join(folder, 'out-' + mode)
         os.makedirs(out_dir, exist_ok=True)
         env = dict(os.environ)
+        env.pop('MKL_DEBUG_CPU_TYPE', None)   # the entry points' default unless a mode sets it
         if mode == 'torch':
             label_path = os.path.join(out_dir, name + '_label.png')
             command = [sys.executable, os.path.abspath(__file__), '--torch-run', weights['params'], weights['pth'],
@@ -223,10 +226,8 @@ def bench_size(args, spec):
             label_path = None if mode == 'ours+masks' else os.path.join(out_dir, name + '_label.png')
             command = eval_command(args, config, weights['pdparams'], folder, out_dir, cache_dir,
                                    masks=mode == 'ours+masks')
-            if mode == 'ours+mkl5':
-                env['MKL_DEBUG_CPU_TYPE'] = '5'
-            else:
-                env.pop('MKL_DEBUG_CPU_TYPE', None)
+            if mode == 'ours-no-mkl5':
+                env['MKL_DEBUG_CPU_TYPE'] = ''
         log_path = os.path.join(folder, mode + '.log')
         seconds, peak_mib, code = run_process(command, log_path, env, args.lock)
         if code != 0:

@@ -8,6 +8,7 @@ import argparse
 import glob
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -56,29 +57,37 @@ def list_images(image_dir):
     return paths
 
 
-def predict_file(predictor, path, out_dir, colors):
-    """Predict one image and write its outputs; returns the written paths."""
+def open_decoded(path):
+    """Open an image and decode what must be decoded up front (a whole PNG); run in a reader thread."""
+    from simplecv.util.raster_io import open_image
+
+    return open_image(path).load()
+
+
+def predict_file(predictor, path, image, out_dir, colors, writer):
+    """Predict one opened image; its PNG outputs are written by ``writer`` (an executor).
+
+    Returns:
+        list: futures of the writes still running (empty for GeoTIFF, written by rows).
+    """
     import numpy as np
 
-    from simplecv.util.raster_io import GeoTiffLabelWriter, is_geotiff, open_image, save_label_png, save_palette_png
+    from simplecv.util.raster_io import GeoTiffLabelWriter, is_geotiff, save_label_png, save_palette_png
 
     name = os.path.splitext(os.path.basename(path))[0]
-    image = open_image(path)
     try:
         if is_geotiff(path):
-            target = os.path.join(out_dir, name + '.tif')
-            writer = GeoTiffLabelWriter(target, image.height, image.width, image.profile, colors)
+            target = GeoTiffLabelWriter(os.path.join(out_dir, name + '.tif'), image.height, image.width,
+                                        image.profile, colors)
             for y1, _, band in predictor.predict_bands(image):
-                writer.write_rows(y1, band)
-            writer.close()
-            return [target]
+                target.write_rows(y1, band)
+            target.close()
+            return []
         label = np.concatenate([band for _, _, band in predictor.predict_bands(image)], axis=0)
     finally:
         image.close()
-    colour_path, label_path = os.path.join(out_dir, name + '.png'), os.path.join(out_dir, name + '_label.png')
-    save_palette_png(colour_path, label, colors)
-    save_label_png(label_path, label)
-    return [colour_path, label_path]
+    return [writer.submit(save_palette_png, os.path.join(out_dir, name + '.png'), label, colors),
+            writer.submit(save_label_png, os.path.join(out_dir, name + '_label.png'), label)]
 
 
 def main(argv=None):
@@ -105,8 +114,18 @@ def main(argv=None):
                                            batch_size=args.batch_size)
         paths = list_images(args.image_dir)
         os.makedirs(args.out_dir, exist_ok=True)
-        for path in tqdm(paths, unit='image', dynamic_ncols=True):
-            predict_file(predictor, path, args.out_dir, [tuple(c) for c in info['colors']])
+        colors = [tuple(c) for c in info['colors']]
+        # The next image is decoded and the last one's PNGs written while the model runs.
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(2) as writer:
+            pending = reader.submit(open_decoded, paths[0])
+            writes = []
+            for index, path in enumerate(tqdm(paths, unit='image', dynamic_ncols=True)):
+                image = pending.result()
+                if index + 1 < len(paths):
+                    pending = reader.submit(open_decoded, paths[index + 1])
+                writes += predict_file(predictor, path, image, args.out_dir, colors, writer)
+            for write in writes:
+                write.result()
     except (FactSegError, ValueError) as error:
         print('error: %s' % error, file=sys.stderr)
         return 2
