@@ -25,7 +25,7 @@ from simplecv.core.checkpoint import (atomic_write, load_optimizer_state_by_name
                                       save_checkpoint)
 from simplecv.core.errors import DataError, FactSegError
 from simplecv.util.logger import get_logger
-from simplecv.util.output_guard import writing
+from simplecv.util.output_guard import low_space_warning, writing
 from simplecv.util.state_dict import load_state_dict_strict
 
 _logger = get_logger('factseg.train')
@@ -412,6 +412,12 @@ class CheckpointHook(HookBase):
     def before_train(self, trainer):
         # The state at the start is either a checkpoint already or the untrained model: not saved again.
         self._saved_step = trainer.global_step
+        # A checkpoint holds the weights and about as much optimizer state (SGD momentum), and the
+        # old file stays until the new one is complete.
+        weights = sum(int(v.size) * v.element_size() for v in unwrap_model(trainer.model).state_dict().values())
+        warning = low_space_warning(self.model_dir, 2 * weights, 'a checkpoint')
+        if warning:
+            _logger.warning(warning)
 
     def after_step(self, trainer):
         if self.interval and trainer.global_step % self.interval == 0:

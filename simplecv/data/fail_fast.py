@@ -12,6 +12,8 @@ queues like any array); :func:`raise_failures`, around the loader's iterator in 
 raises the original error class with the original message there. A worker process that dies
 (killed by the system, e.g. out of memory) is reported the same way (:func:`worker_death_error`).
 """
+import inspect
+
 import numpy as np
 import paddle
 
@@ -20,6 +22,7 @@ from simplecv.core.errors import DataError, FactSegError
 from simplecv.util.logger import get_logger
 
 ERROR_KEY = '__sample_error__'
+WORKER_EXIT_SECONDS = 5
 _logger = get_logger('factseg.data')
 # Paddle's messages when a loader worker process died: from the loader's queue, from its SIGCHLD handler.
 _LOADER_DIED = ('Blocking queue is killed', 'exited unexpectedly')
@@ -125,25 +128,44 @@ def worker_death_error(error):
 def raise_failures(batches):
     """Yield the batches of a loader iterator; raise the error of an error batch in this thread.
 
-    The loader iterator is released before raising, so its worker processes stop at once.
+    When this generator ends, fails or is dropped unfinished (a run stopped mid-epoch), the loader
+    iterator is shut down at once (:func:`release`).
 
     Raises:
         DataError (or the sample's own :class:`FactSegError` class): a sample failed, or a
             loader worker process died.
     """
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (SystemError, RuntimeError) as loader_error:
-            error = worker_death_error(loader_error)
-            if error is None:
-                raise
-            batch = None
-        else:
-            error = _batch_error(batch)
-        if error is not None:
-            batches = None  # noqa: F841 (the last reference: the iterator shuts its workers down)
-            raise error
-        yield batch
+    try:
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (SystemError, RuntimeError) as loader_error:
+                error = worker_death_error(loader_error)
+                if error is None:
+                    raise
+            else:
+                error = _batch_error(batch)
+            if error is not None:
+                raise error
+            yield batch
+    finally:
+        release(batches)
+
+
+def release(batches):
+    """Stop a Paddle loader iterator's reader thread and worker processes now.
+
+    Paddle's iterators have no public ``close()`` and their reader thread holds a reference to
+    them, so an abandoned iterator keeps that thread (blocked on its full queue) and the worker
+    processes alive until the interpreter exits; its own shutdown method is called instead.
+    """
+    shutdown = getattr(batches, '_try_shutdown_all', None)
+    if shutdown is None:
+        return
+    if 'timeout' in inspect.signature(shutdown).parameters:
+        # Worker processes get this long to exit; a stuck one (daemonic) ends with this process.
+        shutdown(timeout=WORKER_EXIT_SECONDS)
+    else:
+        shutdown()

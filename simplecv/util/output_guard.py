@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import sys
 
 from simplecv.core.errors import OutputError
@@ -70,6 +71,19 @@ def check_writable(folder, what='--model_dir'):
         finally:
             if os.path.exists(probe):
                 os.remove(probe)
+
+
+def low_space_warning(folder, needed_bytes, what):
+    """Return a warning when the disk of ``folder`` cannot hold two of ``what`` (``needed_bytes`` each), else None.
+
+    Two, because a file is written beside the one it replaces before that one is dropped.
+    """
+    free = shutil.disk_usage(folder).free
+    if free >= 2 * needed_bytes:
+        return None
+    return ('only %.0f MB free on the disk of %s, and %s needs about %.0f MB while the previous one is kept: the '
+            'run will stop when the disk is full; free space now' % (free / 2 ** 20, folder, what,
+                                                                     needed_bytes / 2 ** 20))
 
 
 def _process_alive(pid):
