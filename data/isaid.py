@@ -393,6 +393,13 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
         image, label = self._load(file_index)
         return image[y1:y2, x1:x2], label[y1:y2, x1:x2]
 
+    def describe(self, key):
+        """Name sample ``key`` (an index or ``(index, seed)``) for messages: its window and files."""
+        index = key[0] if isinstance(key, tuple) else key
+        file_index, x1, y1, x2, y2 = (int(v) for v in self.windows[index])
+        image_path, mask_path = self.files[file_index]
+        return 'window (%d, %d, %d, %d) of %s (mask %s)' % (x1, y1, x2, y2, image_path, mask_path)
+
     def __len__(self):
         return len(self.windows)
 

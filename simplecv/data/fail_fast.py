@@ -37,19 +37,21 @@ class SampleFailure:
         message (str): the one-line message.
     """
 
-    def __init__(self, index, error):
+    def __init__(self, what, error):
         if isinstance(error, FactSegError):
             self.kind, self.message = type(error).__name__, str(error)
         else:
             self.kind = 'DataError'
-            self.message = 'reading sample %s failed with %s: %s (the traceback is in the log above)' % (
-                index, type(error).__name__, error)
+            self.message = 'reading %s failed with %s: %s (the traceback is in the log above)' % (
+                what, type(error).__name__, error)
 
 
 class CaptureErrors(paddle.io.Dataset):
     """Wrap a map-style data set so that ``__getitem__`` returns a :class:`SampleFailure` instead of raising.
 
-    Other attributes are read from the wrapped data set.
+    Other attributes are read from the wrapped data set. When it has ``describe(key)`` (the sample's
+    files, e.g. :meth:`data.isaid.ISAIDSegmmDataset.describe`), messages of unexpected exceptions
+    name them; otherwise they name the sample key.
 
     Args:
         dataset: the data set.
@@ -66,9 +68,11 @@ class CaptureErrors(paddle.io.Dataset):
         try:
             return self.dataset[key]
         except Exception as error:  # noqa: BLE001 (every failure must reach the main thread)
+            describe = getattr(self.dataset, 'describe', None)
+            what = describe(key) if describe is not None else 'sample %s' % (key,)
             if not isinstance(error, FactSegError):
-                _logger.exception('sample %s could not be read', key)
-            return SampleFailure(key, error)
+                _logger.exception('%s could not be read', what)
+            return SampleFailure(what, error)
 
     def __getattr__(self, name):
         if name == 'dataset':

@@ -139,6 +139,21 @@ def test_an_unexpected_exception_becomes_a_one_line_data_error():
     assert str(error) == "reading sample 3 failed with KeyError: 'cls' (the traceback is in the log above)"
 
 
+def test_an_unexpected_exception_in_an_isaid_transform_names_the_files(demo_split):
+    from data.isaid import ISAIDSegmmDataset
+
+    def broken_transform(image, mask):
+        raise ZeroDivisionError('division by zero')
+
+    dataset = ISAIDSegmmDataset(*demo_split, dict(patch_size=64, stride=64), [broken_transform])
+    failure = CaptureErrors(dataset)[(4, 99)]
+    x1, y1, x2, y2 = (int(v) for v in dataset.windows[4][1:])
+    image_path, mask_path = dataset.files[int(dataset.windows[4][0])]
+    assert failure.kind == 'DataError' and failure.message == (
+        'reading window (%d, %d, %d, %d) of %s (mask %s) failed with ZeroDivisionError: division by zero (the '
+        'traceback is in the log above)' % (x1, y1, x2, y2, image_path, mask_path))
+
+
 def test_capture_errors_passes_good_samples_and_attributes_through():
     wrapped = CaptureErrors(Samples(-1, None))
     assert len(wrapped) == 12 and wrapped.bad == -1
