@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections import deque
 
@@ -23,7 +24,7 @@ import paddle
 
 from simplecv.core.checkpoint import (atomic_write, load_optimizer_state_by_name, optimizer_state_by_name,
                                       save_checkpoint)
-from simplecv.core.errors import DataError, FactSegError
+from simplecv.core.errors import DataError, FactSegError, OutputError
 from simplecv.util.logger import get_logger
 from simplecv.util.output_guard import low_space_warning, writing
 from simplecv.util.state_dict import load_state_dict_strict
@@ -518,6 +519,7 @@ class VisualDLHook(HookBase):
         self.model_dir = model_dir
         self.interval = max(int(interval), 1)
         self._writer = None
+        self._written = 0
 
     def before_train(self, trainer):
         try:
@@ -527,6 +529,8 @@ class VisualDLHook(HookBase):
             return
         with writing(self.model_dir, 'VisualDL log'):
             self._writer = LogWriter(logdir=self.model_dir)
+        # VisualDL creates the file with its first record.
+        self._written = os.path.getsize(self._writer.file_name) if os.path.exists(self._writer.file_name) else 0
 
     def after_step(self, trainer):
         if self._writer is None or trainer.global_step % self.interval:
@@ -539,6 +543,23 @@ class VisualDLHook(HookBase):
         for tag, value in scalars.items():
             if math.isfinite(value):
                 self._writer.add_scalar(tag=tag, value=value, step=trainer.global_step)
+        self._check_written()
+
+    def _check_written(self):
+        """Raise :class:`OutputError` when the records just added did not reach the file.
+
+        VisualDL writes in a background thread that only prints a warning when writing fails; its
+        ``flush`` waits for that thread, and the file must have grown.
+        """
+        path = self._writer.file_name
+        with writing(path, 'VisualDL log'):
+            self._writer.flush()
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        if size <= self._written:
+            free = shutil.disk_usage(self.model_dir).free
+            raise OutputError('cannot write the VisualDL log %s (its writer thread failed; %.0f MB free on that disk):'
+                              ' free space or choose another --model_dir' % (path, free / 2 ** 20))
+        self._written = size
 
     def after_train(self, trainer):
         if self._writer is not None:

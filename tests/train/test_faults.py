@@ -262,3 +262,32 @@ def test_config_typo_on_the_command_line_stops_before_training(tmp_path, capsys)
     assert "unknown config key 'train.num_iterz'; did you mean 'train.num_iters'?" in line
     assert 'given on the command line' in line
     assert not model_dir.exists()
+
+
+def test_visualdl_records_on_a_full_disk_stop_the_run(tmp_path):
+    from types import SimpleNamespace
+
+    from simplecv.core.errors import OutputError
+    from simplecv.core.trainer import StepResult, VisualDLHook
+
+    folder = tmp_path / 'vdl'
+    with small_disk(folder, 1) as mounted:
+        if not mounted:
+            pytest.skip('needs a tmpfs mount (root): VisualDL writes from its own thread, nothing to inject into')
+        hook = VisualDLHook(str(folder), interval=1)
+        hook.before_train(None)
+        trainer = SimpleNamespace(global_step=1, skipped_steps=0,
+                                  last_step=StepResult({'joint_loss': 1.5}, 0.007, 2.0, False, 2))
+        hook.after_step(trainer)
+        with open(folder / 'filler', 'wb', buffering=0) as stream:
+            for chunk in (65536, 1):  # to the last byte
+                with pytest.raises(OSError):
+                    while True:
+                        stream.write(b'\0' * chunk)
+        # The file's last page still takes a few records; the first record past it fails.
+        with pytest.raises(OutputError, match=r'cannot write the VisualDL log .*vdlrecords.*its writer thread failed'):
+            for trainer.global_step in range(2, 200):
+                hook.after_step(trainer)
+        assert trainer.global_step < 20
+        os.remove(folder / 'filler')
+        hook._writer = None
