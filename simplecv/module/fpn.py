@@ -1,7 +1,7 @@
 """SimpleCV's FPN: 1×1 laterals, 3×3 outputs, nearest ×2 top-down, no extra levels."""
 import paddle.nn as nn
-import paddle.nn.functional as F
 
+from simplecv.module import upsample
 from simplecv.module.conv import Conv2D
 from simplecv.module.init import kaiming_uniform_a1_attr, zeros_attr
 
@@ -40,6 +40,6 @@ class FPN(nn.Layer):
         results = [getattr(self, 'fpn_layer%d' % self.num_levels)(last_inner)]
         for index in range(self.num_levels - 1, 0, -1):
             lateral = getattr(self, 'fpn_inner%d' % index)(features[index - 1])
-            last_inner = lateral + F.interpolate(last_inner, scale_factor=2, mode='nearest')
+            last_inner = lateral + upsample.nearest_2x(last_inner)
             results.insert(0, getattr(self, 'fpn_layer%d' % index)(last_inner))
         return tuple(results)

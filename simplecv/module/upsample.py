@@ -1,4 +1,4 @@
-"""Bilinear upsampling with ``align_corners=True``, exact in float64.
+"""Bilinear upsampling with ``align_corners=True``, exact in float64; fast nearest x2 for training.
 
 torch's ``nn.UpsamplingBilinear2d`` and ``F.interpolate(..., mode='bilinear', align_corners=True)``
 map output index ``i`` to source coordinate ``i * (n_in - 1) / (n_out - 1)``. Paddle's
@@ -18,6 +18,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from paddle.autograd import PyLayer
 
 
 def _source_positions(n_in, n_out):
@@ -72,3 +73,32 @@ class UpsampleBilinear(nn.Layer):
 
     def extra_repr(self):
         return 'scale_factor=%s, align_corners=True' % (self.scale_factor,)
+
+
+class _Nearest2x(PyLayer):
+    """Nearest x2 as a tile; the gradient adds each 2x2 block in the order of Paddle's kernel."""
+
+    @staticmethod
+    def forward(ctx, x):
+        n, c, h, w = x.shape
+        return paddle.tile(x.reshape([n, c, h, 1, w, 1]), [1, 1, 1, 2, 1, 2]).reshape([n, c, 2 * h, 2 * w])
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, c, h2, w2 = grad.shape
+        columns = paddle.unbind(grad.reshape([n, c, h2 // 2, 2, w2 // 2, 2]), axis=5)
+        (top_left, bottom_left), (top_right, bottom_right) = (paddle.unbind(v, axis=3) for v in columns)
+        # Paddle's nearest_interp_grad visits output pixels row by row: ((tl + tr) + bl) + br.
+        return ((top_left + top_right) + bottom_left) + bottom_right
+
+
+def nearest_2x(x):
+    """Upsample ``[N, C, H, W]`` to ``[N, C, 2H, 2W]`` by repeating pixels (``F.interpolate(x, scale_factor=2)``).
+
+    In dygraph the repeat is a tile with a hand-written gradient: the same values and
+    bit-identical gradients as Paddle's ``nearest_interp`` kernel, whose CPU forward and backward
+    are about twice as slow (2x256x64x64 on 2 CPU cores). Static graphs (export) use the kernel.
+    """
+    if not paddle.in_dynamic_mode():
+        return F.interpolate(x, scale_factor=2, mode='nearest')
+    return _Nearest2x.apply(x)

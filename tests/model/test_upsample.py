@@ -71,3 +71,27 @@ def test_matches_torch_in_float64():
     expected = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=4.0, mode='bilinear',
                                                align_corners=True).numpy()
     np.testing.assert_allclose(upsample.bilinear(paddle.to_tensor(x), 4.0).numpy(), expected, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_nearest_2x_is_bit_identical_to_paddle_kernel(dtype):
+    paddle.seed(3)
+    x = paddle.randn([2, 3, 5, 7]).astype(dtype)
+    grad_out = paddle.randn([2, 3, 10, 14]).astype(dtype)
+    results = []
+    for fn in (upsample.nearest_2x, lambda t: F.interpolate(t, scale_factor=2, mode='nearest')):
+        leaf = x.clone()
+        leaf.stop_gradient = False
+        out = fn(leaf)
+        out.backward(grad_out)
+        results.append((out.numpy(), leaf.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][0][:, :, 1::2, ::2], x.numpy())
+
+
+def test_nearest_2x_in_a_static_graph():
+    x = paddle.randn([1, 2, 4, 3])
+    static = paddle.jit.to_static(upsample.nearest_2x, full_graph=True,
+                                  input_spec=[paddle.static.InputSpec([None, 2, None, None], 'float32')])
+    np.testing.assert_array_equal(static(x).numpy(), np.repeat(np.repeat(x.numpy(), 2, axis=2), 2, axis=3))
