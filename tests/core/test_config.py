@@ -94,10 +94,12 @@ def test_global_registries_are_filled_by_imports():
     ('trian.num_iters', '3', r"unknown config key 'trian'; did you mean 'train'\?"),
     ('train.num_iterz', '3', r"'train.num_iterz'; did you mean 'train.num_iters'\?"),
     ('optimizer.params.momentun', '0.5', r"'optimizer.params.momentun'; did you mean 'optimizer.params.momentum'\?"),
-    ('optimizer.grad_clip.max_nrom', '3', r"'optimizer.grad_clip.max_nrom'; did you mean 'optimizer.grad_clip.max_norm'"),
+    ('optimizer.grad_clip.max_nrom', '3', r"'optimizer.grad_clip.max_nrom'; did you mean "
+                                          r"'optimizer.grad_clip.max_norm'"),
     ('optimizer.tpye', 'sgd', r"'optimizer.tpye'; did you mean 'optimizer.type'\?"),
     ('learning_rate.params.powr', '1.0', r"'learning_rate.params.powr'; did you mean 'learning_rate.params.power'"),
-    ('data.train.params.batch_sise', '2', r"'data.train.params.batch_sise'; did you mean 'data.train.params.batch_size'"),
+    ('data.train.params.batch_sise', '2', r"'data.train.params.batch_sise'; did you mean "
+                                          r"'data.train.params.batch_size'"),
     ('data.train.params.patch_config.strid', '3', r"'data.train.params.patch_config.strid'; did you mean "
                                                    r"'data.train.params.patch_config.stride'"),
     ('data.test.params.image_dri', 'x', r"'data.test.params.image_dri'; did you mean 'data.test.params.image_dir'"),
