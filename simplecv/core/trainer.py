@@ -540,10 +540,11 @@ class VisualDLHook(HookBase):
         scalars.update({'loss/total_loss': result.total_loss, 'train/lr': result.lr,
                         'train/grad_norm': result.grad_norm, 'time/s_per_iter': result.step_time,
                         'time/data_time': result.data_time, 'train/skipped_steps': trainer.skipped_steps})
-        for tag, value in scalars.items():
-            if math.isfinite(value):
-                self._writer.add_scalar(tag=tag, value=value, step=trainer.global_step)
-        self._check_written()
+        finite = {tag: value for tag, value in scalars.items() if math.isfinite(value)}
+        for tag, value in finite.items():
+            self._writer.add_scalar(tag=tag, value=value, step=trainer.global_step)
+        if finite:
+            self._check_written()
 
     def _check_written(self):
         """Raise :class:`OutputError` when the records just added did not reach the file.
