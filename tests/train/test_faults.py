@@ -222,8 +222,7 @@ def test_full_disk_under_the_logs(tmp_path, capsys, name):
     os.symlink('/dev/full', model_dir / name)
     assert apex_train.main(split.argv(model_dir)) == 2
     line = error_line(capsys)
-    assert 'cannot write the training log %s' % (model_dir / name) in line or \
-        'cannot write the training log /dev/full' in line
+    assert 'cannot write the training log %s' % (model_dir / name) in line
     assert '[Errno 28] No space left on device' in line
     assert read_checkpoint_info(str(model_dir)) is None
 
