@@ -349,7 +349,7 @@ def main(argv=None):
     except FactSegError as error:
         sys.stderr.write('apex_train.py: error: %s\n' % error)
         return 2
-    except (SystemError, RuntimeError) as error:
+    except Exception as error:  # noqa: BLE001 (only a dead loader worker is turned into a message)
         from simplecv.data.fail_fast import worker_death_error
 
         death = worker_death_error(error)

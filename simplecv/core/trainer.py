@@ -314,17 +314,18 @@ class Trainer:
         unwrap_model(self.model).train()
         for hook in self.hooks:
             hook.before_train(self)
-        failure = None
-        while self.global_step < self.num_iters and not self._stop_requested and failure is None:
+        failure, stop = None, False
+        while self.global_step < self.num_iters and not stop and failure is None:
             batches = iter(data_loader)
             steps_before = self.global_step
             while self.global_step < self.num_iters:
                 if self._stop_requested and self.world_size == 1:
+                    stop = True
                     break
                 start = time.perf_counter()
                 batch, failure = _next_batch(batches)
-                failure = self._agree_to_stop(failure)
-                if failure is not None or self._stop_requested or batch is None:
+                failure, stop = self._agree_to_stop(failure)
+                if failure is not None or stop or batch is None:
                     break
                 data_time = time.perf_counter() - start
                 self.last_step = self.run_step(batch)
@@ -332,7 +333,7 @@ class Trainer:
                 self.last_step.step_time = time.perf_counter() - start
                 for hook in self.hooks:
                     hook.after_step(self)
-            if self.global_step == steps_before and not self._stop_requested and failure is None:
+            if self.global_step == steps_before and not stop and failure is None:
                 raise DataError('the training data loader yielded no batch; check data.train (image_dir, '
                                 'mask_dir, batch_size)')
         if failure is not None:
@@ -352,25 +353,29 @@ class Trainer:
     def _agree_to_stop(self, failure):
         """Share this process's batch failure and stop request with the others before a step.
 
+        Every process must take the same decision: a stop requested (by a signal) after the flags
+        were sent counts at the next step, not at this one.
+
         Returns:
-            The failure to stop with (this process's, or another's, prefixed with its rank), or None.
-            A stop requested on any process sets ``_stop_requested`` on all of them.
+            tuple: ``(failure, stop)``: the failure to stop with (this process's, or another's,
+            prefixed with its rank) or None, and whether any process asked to stop. An agreed
+            stop sets ``_stop_requested`` on every process.
         """
         if self.world_size == 1:
-            return failure
+            return failure, self._stop_requested
         flags = paddle.to_tensor([int(failure is not None), int(self._stop_requested)], dtype='int64')
         paddle.distributed.all_reduce(flags)
         failed, stopping = (int(v) for v in flags.numpy())
         if stopping:
             self._stop_requested = True
         if not failed:
-            return None
+            return None, bool(stopping)
         gathered = []
         paddle.distributed.all_gather_object(gathered, failure)
-        if failure is not None:
-            return failure
-        rank, error = next((r, e) for r, e in enumerate(gathered) if e is not None)
-        return type(error)('process %d: %s' % (rank, error))
+        if failure is None:
+            rank, error = next((r, e) for r, e in enumerate(gathered) if e is not None)
+            failure = type(error)('process %d: %s' % (rank, error))
+        return failure, bool(stopping)
 
 
 def _outlive_rank_zero():

@@ -24,8 +24,9 @@ from simplecv.util.logger import get_logger
 ERROR_KEY = '__sample_error__'
 WORKER_EXIT_SECONDS = 5
 _logger = get_logger('factseg.data')
-# Paddle's messages when a loader worker process died: from the loader's queue, from its SIGCHLD handler.
-_LOADER_DIED = ('Blocking queue is killed', 'exited unexpectedly')
+# Paddle's messages when a loader worker process died: from the loader's queue, and from its SIGCHLD
+# handler ("DataLoader process (pid N) exited unexpectedly ..." or "... exited is killed by signal").
+_LOADER_DIED = ('Blocking queue is killed', 'DataLoader process (pid')
 
 
 class SampleFailure:
@@ -121,9 +122,9 @@ def worker_death_error(error):
 
     Paddle reports a worker process that died (killed by the system, e.g. out of memory) either
     from the loader's queue ("Blocking queue is killed") or from its SIGCHLD handler, which raises
-    in the main thread wherever it happens to be ("DataLoader process (pid N) exited unexpectedly").
+    in the main thread wherever it happens to be ("DataLoader process (pid N) exited ...").
     """
-    if not isinstance(error, (SystemError, RuntimeError)) or not any(t in str(error) for t in _LOADER_DIED):
+    if not any(text in str(error) for text in _LOADER_DIED):
         return None
     return DataError('a data loader worker process died (killed by the system, often for lack of memory): lower '
                      'data.train.params.num_workers or cache_mb, then run the same command again to continue')
@@ -145,7 +146,7 @@ def raise_failures(batches):
                 batch = next(batches)
             except StopIteration:
                 return
-            except (SystemError, RuntimeError) as loader_error:
+            except Exception as loader_error:  # noqa: BLE001 (only Paddle's dead-worker reports are converted)
                 error = worker_death_error(loader_error)
                 if error is None:
                     raise
