@@ -12,10 +12,8 @@ import io
 import os
 import re
 
-import numpy as np
-
 from simplecv.core.errors import CheckpointError, ExportError
-from simplecv.inference.static_model import MODEL_PREFIX, read_deploy_info
+from simplecv.inference.static_model import MODEL_PREFIX, read_deploy_info, run_in_fixed_batches
 from simplecv.util.logger import get_logger
 
 ONNX_FILE = 'model.onnx'
@@ -107,21 +105,7 @@ class OnnxModelForward:
         options.log_severity_level = 3  # errors only: its optimiser warns about every Unsqueeze it keeps
         self._session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
         self._input_name = self._session.get_inputs()[0].name
-        batch = self.info['input_shape'][0]
-        self._fixed_batch = batch if batch > 0 else None
 
     def __call__(self, batch):
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        expected = self.info['input_shape'][2:]
-        if any(e > 0 and e != s for e, s in zip(expected, batch.shape[2:])):
-            raise ValueError('the exported model takes %s windows, got %s; export it again with '
-                             '--input_size %d %d' % (expected, list(batch.shape[2:]), *batch.shape[2:]))
-        step = self._fixed_batch or len(batch)
-        outputs = []
-        for start in range(0, len(batch), step):
-            chunk = batch[start:start + step]
-            count = len(chunk)
-            if count < step:
-                chunk = np.concatenate([chunk, np.zeros((step - count,) + chunk.shape[1:], np.float32)])
-            outputs.append(self._session.run(None, {self._input_name: chunk})[0][:count])
-        return np.concatenate(outputs)
+        return run_in_fixed_batches(batch, self.info['input_shape'],
+                                    lambda chunk: self._session.run(None, {self._input_name: chunk})[0])

@@ -71,6 +71,36 @@ def read_deploy_info(model_dir):
         return json.load(handle)
 
 
+def run_in_fixed_batches(batch, input_shape, run):
+    """Run an exported program on ``batch``, in chunks of its fixed batch size when it has one.
+
+    Args:
+        batch (np.ndarray): normalised windows ``(N, 3, H, W)``.
+        input_shape (list[int]): the exported input shape ``[B, 3, H, W]`` (``-1`` for free sizes).
+        run: ``(B, 3, H, W) float32 -> (B, C, H, W)``, one call of the program.
+
+    Returns:
+        np.ndarray: ``(N, C, H, W)`` outputs (zero padding of the last chunk dropped).
+
+    Raises:
+        ValueError: the windows are not the size the program was exported for.
+    """
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    expected = input_shape[2:]
+    if any(e > 0 and e != s for e, s in zip(expected, batch.shape[2:])):
+        raise ValueError('the exported model takes %s windows, got %s; export it again with '
+                         '--input_size %d %d' % (expected, list(batch.shape[2:]), *batch.shape[2:]))
+    step = input_shape[0] if input_shape[0] > 0 else len(batch)
+    outputs = []
+    for start in range(0, len(batch), step):
+        chunk = batch[start:start + step]
+        count = len(chunk)
+        if count < step:
+            chunk = np.concatenate([chunk, np.zeros((step - count,) + chunk.shape[1:], np.float32)])
+        outputs.append(run(chunk)[:count])
+    return np.concatenate(outputs)
+
+
 class StaticModelForward:
     """Run an exported program: ``(B, 3, h, w) float32 ndarray -> (B, C, h, w) ndarray``.
 
@@ -100,20 +130,11 @@ class StaticModelForward:
             config.set_cpu_math_library_num_threads(int(num_threads or os.environ.get('OMP_NUM_THREADS') or 1))
         config.disable_glog_info()
         self._predictor = inference.create_predictor(config)
-        self._fixed_batch = self.info['input_shape'][0] if self.info['input_shape'][0] > 0 else None
 
     def __call__(self, batch):
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        expected = self.info['input_shape'][2:]
-        if any(e > 0 and e != s for e, s in zip(expected, batch.shape[2:])):
-            raise ValueError('the exported model takes %s windows, got %s; export it again with '
-                             '--input_size %d %d' % (expected, list(batch.shape[2:]), *batch.shape[2:]))
-        fixed = self._fixed_batch
-        if fixed and batch.shape[0] > fixed:
-            return np.concatenate([self(batch[i:i + fixed]) for i in range(0, batch.shape[0], fixed)])
-        if fixed and batch.shape[0] < fixed:
-            padding = np.zeros((fixed - batch.shape[0],) + batch.shape[1:], np.float32)
-            return self(np.concatenate([batch, padding]))[:batch.shape[0]]
+        return run_in_fixed_batches(batch, self.info['input_shape'], self._run)
+
+    def _run(self, batch):
         handle = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         handle.reshape(list(batch.shape))
         handle.copy_from_cpu(batch)
