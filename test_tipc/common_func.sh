@@ -19,6 +19,7 @@ read_tipc_config() {
 
 key_of() { printf '%s' "${1%%:*}"; }    # "key:value" -> key
 value_of() { printf '%s' "${1#*:}"; }   # "key:value" -> value (may itself hold ':')
+values_of() { IFS='|' read -r -a "$1" <<< "$(value_of "$2")"; }   # values_of NAME "key:a|b" -> array NAME=(a b)
 
 # The value of "key:mode1=v1|mode2=v2" for $MODE, or the whole value when it is not per mode.
 # Fails (status 2, message) when the line is per mode but does not name $MODE.

@@ -38,22 +38,22 @@ mkdir -p "$ROOT" && cd "$ROOT" || exit 2
 # ---- the config, by line position as in Paddle's TIPC ----
 MODEL_NAME=$(value_of "${LINES[1]}")
 PYTHON=$(value_of "${LINES[2]}")
-IFS='|' read -r -a GPU_LIST <<< "$(value_of "${LINES[3]}")"
+values_of GPU_LIST "${LINES[3]}"
 TRAIN_GPU_KEY=$(key_of "${LINES[4]}")
-IFS='|' read -r -a TRAIN_GPU_VALUES <<< "$(value_of "${LINES[4]}")"
+values_of TRAIN_GPU_VALUES "${LINES[4]}"
 AUTOCAST_KEY=$(key_of "${LINES[5]}")
-IFS='|' read -r -a AUTOCAST_LIST <<< "$(value_of "${LINES[5]}")"
+values_of AUTOCAST_LIST "${LINES[5]}"
 ITERS_KEY=$(key_of "${LINES[6]}")
 SAVE_MODEL_KEY=$(key_of "${LINES[7]}")
 BATCH_KEY=$(key_of "${LINES[8]}")
 PRETRAIN_KEY=$(key_of "${LINES[9]}")
 PRETRAIN_VALUE=$(value_of "${LINES[9]}")
 TRAIN_PARAM_KEY1=$(key_of "${LINES[12]}")
-IFS='|' read -r -a TRAINER_LIST <<< "$(value_of "${LINES[14]}")"
+values_of TRAINER_LIST "${LINES[14]}"
 NORM_TRAIN=$(value_of "${LINES[15]}")
 EVAL_PY=$(value_of "${LINES[23]}")
 EVAL_KEY1=$(key_of "${LINES[24]}")
-IFS='|' read -r -a EVAL_VALUES1 <<< "$(value_of "${LINES[24]}")"
+values_of EVAL_VALUES1 "${LINES[24]}"
 SAVE_INFER_KEY=$(key_of "${LINES[27]}")
 EXPORT_WEIGHT_KEY=$(key_of "${LINES[28]}")
 EXPORT_SHAPE_KEY=$(key_of "${LINES[29]}")
@@ -61,17 +61,17 @@ EXPORT_SHAPE_VALUE=$(value_of "${LINES[29]}")
 NORM_EXPORT=$(value_of "${LINES[30]}")
 INFERENCE_PY=$(value_of "${LINES[40]}")
 INFER_GPU_KEY=$(key_of "${LINES[41]}")
-IFS='|' read -r -a INFER_GPU_LIST <<< "$(value_of "${LINES[41]}")"
+values_of INFER_GPU_LIST "${LINES[41]}"
 MKLDNN_KEY=$(key_of "${LINES[42]}")
-IFS='|' read -r -a MKLDNN_LIST <<< "$(value_of "${LINES[42]}")"
+values_of MKLDNN_LIST "${LINES[42]}"
 THREADS_KEY=$(key_of "${LINES[43]}")
-IFS='|' read -r -a THREADS_LIST <<< "$(value_of "${LINES[43]}")"
+values_of THREADS_LIST "${LINES[43]}"
 INFER_BATCH_KEY=$(key_of "${LINES[44]}")
-IFS='|' read -r -a INFER_BATCH_LIST <<< "$(value_of "${LINES[44]}")"
+values_of INFER_BATCH_LIST "${LINES[44]}"
 TRT_KEY=$(key_of "${LINES[45]}")
-IFS='|' read -r -a TRT_LIST <<< "$(value_of "${LINES[45]}")"
+values_of TRT_LIST "${LINES[45]}"
 PRECISION_KEY=$(key_of "${LINES[46]}")
-IFS='|' read -r -a PRECISION_LIST <<< "$(value_of "${LINES[46]}")"
+values_of PRECISION_LIST "${LINES[46]}"
 INFER_MODEL_KEY=$(key_of "${LINES[47]}")
 IMAGE_KEY=$(key_of "${LINES[48]}")
 IMAGE_VALUE=$(value_of "${LINES[48]}")
