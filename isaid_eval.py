@@ -163,47 +163,15 @@ def _step_key(path):
     return (int(numbers[-1]) if numbers else -1, os.path.basename(path))
 
 
-class _Item:
-    """One image with its mask, checked when listed and decoded later."""
-
-    def __init__(self, image_path, mask_path, mask_format):
-        from data.isaid import decode_color_mask
-        from simplecv.util.raster_io import LabelMask, is_geotiff, open_image
-
-        self.image_path = image_path
-        self.mask_path = mask_path
-        self.name = os.path.splitext(os.path.basename(image_path))[0]
-        self.geotiff = is_geotiff(image_path)
-        if image_path.lower().endswith('.png'):
-            from data.isaid import read_png_header
-            read_png_header(image_path)   # catches truncated files now
-        with open_image(image_path) as image:
-            self.height, self.width = image.height, image.width
-        self.mask = None
-        if mask_path is not None:
-            self.mask = LabelMask(mask_path, mask_format, decode_color_mask)
-            if (self.mask.height, self.mask.width) != (self.height, self.width):
-                raise DataError('%s is %dx%d but its mask %s is %dx%d (width x height); the mask must match'
-                                % (image_path, self.width, self.height, mask_path, self.mask.width, self.mask.height))
-            self.mask.close()
-
-    def open(self):
-        """Open (and, for PNG, decode) the image and mask; run in a worker thread."""
-        from simplecv.util.raster_io import open_image
-
-        image = open_image(self.image_path).load()
-        if self.mask is not None:
-            self.mask.load()
-        return image
-
-
 def list_items(args):
-    """Every image (and mask) to process, checked before any model is built."""
-    from data.isaid_files import find_pairs
-    from simplecv.util.raster_io import IMAGE_EXTENSIONS
+    """Every image (and mask) to process, checked before any model is built.
 
-    pairs = find_pairs(args.image_dir, args.mask_dir, args.mask_format, extensions=IMAGE_EXTENSIONS)
-    return [_Item(image, mask, args.mask_format) for image, mask in pairs]
+    Returns:
+        list: :class:`simplecv.io.pairs.ImagePair` objects, listed and checked as training does.
+    """
+    from data.isaid import list_isaid_pairs
+
+    return list_isaid_pairs(args.image_dir, args.mask_dir, args.mask_format)
 
 
 def _prepare_output_dir(path, what):
@@ -230,7 +198,7 @@ def evaluate_checkpoint(args, ckpt_path, items, config, vis_dir):
     from simplecv.inference.fast_path import build_forward
     from simplecv.inference.sliding_window import SlidingWindowPredictor, normalization_from_config
     from simplecv.metric.miou import MeanIoU
-    from simplecv.util.raster_io import GeoTiffLabelWriter, save_label_png, save_palette_png
+    from simplecv.io.writers import GeoTiffLabelWriter, save_label_png, save_palette_png
 
     model, global_step = build_and_load_from_file(args.config_path, ckpt_path, args.opts)
     num_classes = int(config.model.params.get('num_classes', 16))
@@ -249,7 +217,7 @@ def evaluate_checkpoint(args, ckpt_path, items, config, vis_dir):
         pending = reader.submit(items[0].open)
         saves = []
         for index, item in enumerate(items):
-            image = pending.result()
+            image, mask = pending.result()
             if index + 1 < len(items):
                 pending = reader.submit(items[index + 1].open)
             bar.set_postfix_str(item.name)
@@ -262,7 +230,7 @@ def evaluate_checkpoint(args, ckpt_path, items, config, vis_dir):
             done = 0
             for y1, y2, band in predictor.predict_bands(image):
                 if metric is not None:
-                    metric.update(item.mask.read_rows(y1, y2), band)
+                    metric.update(mask.read_rows(y1, y2), band)
                 if geo_writer is not None:
                     geo_writer.write_rows(y1, band)
                 if labels is not None:
@@ -271,8 +239,8 @@ def evaluate_checkpoint(args, ckpt_path, items, config, vis_dir):
                 bar.update(covered - done)
                 done = covered
             image.close()
-            if item.mask is not None:
-                item.mask.close()
+            if mask is not None:
+                mask.close()
             if geo_writer is not None:
                 geo_writer.close()
             if labels is not None:

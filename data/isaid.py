@@ -1,13 +1,16 @@
 """iSAID semantic segmentation data: class table, mask decoding, patch data set and loader.
 
-Folder layout (the official one):
+Folder layout (the official one, :data:`ISAID_NAMING`):
 
-- ``image_dir/<name>.png``: the DOTA image;
+- ``image_dir/<name>.png``: the DOTA image (or ``.jpg``, ``.bmp``, TIFF/GeoTIFF ``.tif``);
 - ``mask_dir/<name>_instance_color_RGB.png``: the iSAID semantic colour mask
   (``mask_format='color'``, the default), or
-- ``mask_dir/<name>_label.png`` or ``mask_dir/<name>.png``: a single-channel label PNG with
+- ``mask_dir/<name>_label.png`` or ``mask_dir/<name>.png``: a single-channel label mask with
   values 0..15 in FactSeg's class order and 255 for ignored pixels (``mask_format='label'``;
   ``<name>_label.png`` is used when it exists). Palette ('P') PNGs are read as their indices.
+
+A mask keeps its image's extension. Files are found, checked and read by :mod:`simplecv.io`
+through :func:`list_isaid_pairs`, the same way for training, evaluation and inference.
 
 Class order and names follow FactSeg (§7.2 of the spec). FactSeg's names for indices 2 and 12
 are swapped with respect to the iSAID devkit: index 2, ``storage_tank`` here, has the colour
@@ -25,8 +28,6 @@ from collections import OrderedDict
 import numpy as np
 import paddle
 
-from data.isaid_files import (COLOR_MASK_SUFFIX, LABEL_MASK_SUFFIX, MASK_FORMATS, check_pair, find_pairs,
-                              load_image, load_mask, read_png_header)
 from simplecv.api.preprocess import comm, segm
 from simplecv.core.config import AttrDict, merge_strict
 from simplecv.core.errors import ConfigError
@@ -34,6 +35,8 @@ from simplecv.core.registry import DATALOADER
 from simplecv.data.fail_fast import CaptureErrors, collate_or_fail, raise_failures
 from simplecv.data.sampler import StepBatchSampler
 from simplecv.data.sliding_window import sliding_window
+from simplecv.io.masks import check_mask_format
+from simplecv.io.pairs import MaskNaming, list_pairs
 from simplecv.util.logger import get_logger
 
 CLASS_NAMES = (
@@ -52,11 +55,19 @@ IGNORE_COLOR = (255, 255, 255)
 DEFAULT_PATCH_CONFIG = dict(patch_size=896, stride=512)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+# The mask of <name>.<ext> is masks/<name>_instance_color_RGB.<ext> (colour), or masks/<name>_label.<ext>, else
+# masks/<name>.<ext> (label); <name>_instance_id_RGB.<ext> is the instance map, not an image.
+COLOR_MASK_MARK = '_instance_color_RGB'
+LABEL_MASK_MARK = '_label'
+COLOR_MASK_SUFFIX = COLOR_MASK_MARK + '.png'
+LABEL_MASK_SUFFIX = LABEL_MASK_MARK + '.png'
+ISAID_NAMING = MaskNaming(color=(COLOR_MASK_MARK,), label=(LABEL_MASK_MARK, ''),
+                          not_images=(COLOR_MASK_MARK, '_instance_id_RGB', LABEL_MASK_MARK))
 
 __all__ = [
-    'CLASS_NAMES', 'COLOR_MAP', 'COLOR_MASK_SUFFIX', 'DEVKIT_CLASS_NAMES', 'IGNORE_INDEX', 'IMAGENET_MEAN',
-    'IMAGENET_STD', 'ISAIDSegmmDataLoader', 'ISAIDSegmmDataset', 'LABEL_MASK_SUFFIX', 'NUM_CLASSES',
-    'RemoveColorMap', 'colorize', 'collate_batch', 'decode_color_mask', 'load_label', 'read_png_header',
+    'CLASS_NAMES', 'COLOR_MAP', 'COLOR_MASK_SUFFIX', 'ColorMaskDecoder', 'DEVKIT_CLASS_NAMES', 'IGNORE_INDEX',
+    'IMAGENET_MEAN', 'IMAGENET_STD', 'ISAID_NAMING', 'ISAIDSegmmDataLoader', 'ISAIDSegmmDataset', 'LABEL_MASK_SUFFIX',
+    'NUM_CLASSES', 'RemoveColorMap', 'colorize', 'collate_batch', 'decode_color_mask', 'list_isaid_pairs',
 ]
 
 _LOGGER = get_logger('factseg.data')
@@ -234,34 +245,61 @@ def colorize(label):
     return palette[label.astype(np.intp)]
 
 
-def load_label(path, mask_format='color', decoder=None):
-    """Read a mask file as FactSeg labels.
+class ColorMaskDecoder:
+    """The colour decoder of iSAID masks for :mod:`simplecv.io.masks`: colours to FactSeg labels.
 
-    Colour masks are decoded with ``decoder``; pixels of colours outside the table are counted
-    and logged as a warning once per file and process.
+    Pixels of colours outside the table are counted and logged as a warning once per file and
+    process; they get the decoder's ``fill`` label (255 with the default ``RemoveColorMap()``).
 
     Args:
-        path: the mask PNG.
-        mask_format: ``'color'`` (iSAID colour mask) or ``'label'`` (label PNG).
-        decoder: the :class:`RemoveColorMap` for colour masks; ``RemoveColorMap()`` if None.
+        remove_color_map: the :class:`RemoveColorMap` that decodes; ``RemoveColorMap()`` if None.
+    """
+
+    def __init__(self, remove_color_map=None):
+        self.remove_color_map = remove_color_map or _decoder('ignore', 'exact')
+
+    def __call__(self, pixels, path):
+        """Decode colours to labels.
+
+        Args:
+            pixels: ``(h, w, 3)`` uint8 RGB, all or some rows of the mask.
+            path: the mask file, for the warning.
+
+        Returns:
+            np.ndarray: ``(h, w)`` uint8 labels in 0..15 and the fill label.
+        """
+        decoder = self.remove_color_map
+        label, num_unknown, examples = decoder.decode(pixels)
+        if num_unknown and path not in _REPORTED:
+            _REPORTED.add(path)
+            _LOGGER.warning('%s: %d pixels (%.2f%%) have colours outside the iSAID table, e.g. %s; they are '
+                            'labelled %d (%s)', path, num_unknown, 100. * num_unknown / label.size,
+                            ', '.join(map(str, examples)), decoder.fill, decoder.unknown)
+        return label
+
+
+def list_isaid_pairs(image_dir, mask_dir=None, mask_format='color', remove_color_map=None):
+    """List and check the images of an iSAID split and their masks (named as :data:`ISAID_NAMING` says).
+
+    The one listing of training, evaluation and inference: every file is checked from its
+    header now (format, completeness, 8-bit image, mask format, equal sizes); label masks may
+    hold 0..15 and 255, checked when decoded.
+
+    Args:
+        image_dir: folder of images (PNG, JPEG, BMP or TIFF/GeoTIFF), or one image file.
+        mask_dir: folder of the masks, or None for images only.
+        mask_format: ``'color'`` (iSAID colour masks) or ``'label'`` (label masks).
+        remove_color_map: the :class:`RemoveColorMap` decoding colour masks; ``RemoveColorMap()`` if None.
 
     Returns:
-        np.ndarray: ``(H, W)`` uint8 labels in 0..15 and 255.
+        list: :class:`simplecv.io.pairs.ImagePair` objects sorted by image name.
 
     Raises:
-        DataError: the file cannot be decoded, or a label PNG holds values other than 0..15, 255.
+        DataError: naming the file and the fix.
+        ConfigError: a bad ``mask_format``.
     """
-    mask = load_mask(path, mask_format, NUM_CLASSES, IGNORE_INDEX)
-    if mask_format == 'label':
-        return mask
-    decoder = decoder or _decoder('ignore', 'exact')
-    label, num_unknown, examples = decoder.decode(mask)
-    if num_unknown and path not in _REPORTED:
-        _REPORTED.add(path)
-        _LOGGER.warning('%s: %d pixels (%.2f%%) have colours outside the iSAID table, e.g. %s; they are '
-                        'labelled %d (%s)', path, num_unknown, 100. * num_unknown / label.size,
-                        ', '.join(map(str, examples)), decoder.fill, decoder.unknown)
-    return label
+    return list_pairs(image_dir, mask_dir, mask_format, ISAID_NAMING, ColorMaskDecoder(remove_color_map),
+                      NUM_CLASSES, IGNORE_INDEX)
 
 
 class _LruCache:
@@ -305,19 +343,20 @@ def _seeded(seed):
 class ISAIDSegmmDataset(paddle.io.Dataset):
     """All sliding-window patches of all iSAID images in a folder.
 
-    Images are listed as ``image_dir/*.png`` sorted by name (files ending in
-    ``_instance_color_RGB.png``, ``_instance_id_RGB.png`` or ``_label.png`` are skipped), and
-    each is cut into the windows of :func:`simplecv.data.sliding_window.sliding_window`; the
+    Images are listed by :func:`list_isaid_pairs`: the PNG, JPEG, BMP and TIFF files of
+    ``image_dir`` sorted by name (names ending in ``_instance_color_RGB``, ``_instance_id_RGB``
+    or ``_label`` before the extension are skipped), and each is cut into the windows of
+    :func:`simplecv.data.sliding_window.sliding_window`; the
     data set is the concatenation of those windows, image by image, in window order.
 
-    Every file is checked when the data set is built: both folders exist, every image has its
-    mask, every file is a complete PNG (header and end chunk), the mask has the image's size and
-    the pixel formats are usable. Images may be RGB, greyscale (converted to RGB), RGBA (alpha
-    dropped) or palette; 16-bit images are refused. Colour masks may be RGB, RGBA or palette;
-    label masks greyscale (8 or 16 bit) or palette. ``verify='decode'`` also decodes every file
-    now instead of at first use.
+    Every file is checked when the data set is built, as the evaluator and ``tools/infer.py``
+    check it: both folders exist, every image has its mask, every file is complete and in the
+    format of its extension, the mask has the image's size and the pixel formats are usable.
+    Images may be RGB, greyscale (converted to RGB), RGBA (alpha dropped) or palette; 16-bit
+    images are refused. Colour masks may be RGB, RGBA or palette; label masks greyscale (8 or
+    16 bit) or palette. ``verify='decode'`` also decodes every file now instead of at first use.
 
-    Reading a sample decodes the whole image and mask (PNG cannot be read in parts) and keeps
+    Reading a sample decodes the whole image and mask and keeps
     the result in a per-process LRU cache of ``cache_mb`` MiB, so the other windows of a cached
     image cost only a crop. Shuffled training on full-size iSAID images rarely hits the cache;
     cut the split once with ``tools/cut_patches.py`` and train on the patches instead (see
@@ -328,13 +367,13 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
     and 255 raise :class:`DataError`.
 
     Args:
-        image_dir: folder of ``<name>.png`` images.
+        image_dir: folder of ``<name>.png`` (``.jpg``, ``.bmp``, ``.tif``) images.
         mask_dir: folder of the masks.
         patch_config: ``dict(patch_size=896, stride=512)``.
         transforms: ``t(image, mask)`` callables applied in order to the ``(h, w, 3)`` uint8
             image patch and ``(h, w)`` uint8 label patch; they should end with ``ToTensor``
             (and normalisation).
-        mask_format: ``'color'`` (iSAID colour masks) or ``'label'`` (label PNGs).
+        mask_format: ``'color'`` (iSAID colour masks) or ``'label'`` (label masks).
         verify: ``'header'`` (read headers when building) or ``'decode'`` (decode everything).
         cache_mb: size of the decoded-image cache per process in MiB; 0 disables it.
 
@@ -345,8 +384,7 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
     def __init__(self, image_dir, mask_dir, patch_config=DEFAULT_PATCH_CONFIG, transforms=None,
                  mask_format='color', verify='header', cache_mb=512):
         super().__init__()
-        if mask_format not in MASK_FORMATS:
-            raise ConfigError("mask_format must be 'color' or 'label', got %r" % (mask_format,))
+        check_mask_format(mask_format)
         if verify not in ('header', 'decode'):
             raise ConfigError("verify must be 'header' or 'decode', got %r" % (verify,))
         self.image_dir = image_dir
@@ -358,8 +396,9 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
         decoders = [t for t in self.transforms.transforms if isinstance(t, RemoveColorMap)]
         self.color_decoder = decoders[0] if decoders else RemoveColorMap()
         self._cache = _LruCache(int(cache_mb * 2 ** 20))
-        self.files = find_pairs(image_dir, mask_dir, mask_format)
-        sizes = [check_pair(image_path, mask_path, mask_format) for image_path, mask_path in self.files]
+        self.pairs = list_isaid_pairs(image_dir, mask_dir, mask_format, self.color_decoder)
+        self.files = [(pair.image_path, pair.mask_path) for pair in self.pairs]
+        sizes = [(pair.height, pair.width) for pair in self.pairs]
         windows = []
         for file_index, (height, width) in enumerate(sizes):
             boxes = sliding_window((height, width), (self.patch_size, self.patch_size), self.stride)
@@ -374,9 +413,7 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
         return self._cache.get(file_index, lambda: self._decode_pair(file_index))
 
     def _decode_pair(self, file_index):
-        image_path, mask_path = self.files[file_index]
-        image = load_image(image_path)
-        label = load_label(mask_path, self.mask_format, self.color_decoder)
+        image, label = self.pairs[file_index].read()
         # The cached arrays are shared by all reads: a transform that writes into its input fails
         # instead of corrupting later samples.
         image.flags.writeable = False

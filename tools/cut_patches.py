@@ -38,7 +38,7 @@ def _cut_files(dataset, file_indices, out_dir, compress_level):
     image_dir, mask_dir = os.path.join(out_dir, 'images'), os.path.join(out_dir, 'masks')
     count = 0
     for file_index in file_indices:
-        stem = os.path.basename(dataset.files[file_index][0])[:-len('.png')]
+        stem = os.path.splitext(os.path.basename(dataset.files[file_index][0]))[0]
         for index in np.flatnonzero(dataset.windows[:, 0] == file_index):
             image, label = dataset.read(int(index))
             _, x1, y1, _, _ = dataset.windows[index]

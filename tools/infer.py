@@ -5,7 +5,6 @@ procedure; outputs are ``<name>.png`` (iSAID palette) and ``<name>_label.png`` (
 or for GeoTIFF input a one-band ``<name>.tif`` keeping the CRS and transform.
 """
 import argparse
-import glob
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,6 @@ if REPO_ROOT not in sys.path:
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 
-EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 EPILOG = '''example:
   python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams --save_dir inference_model
   python tools/infer.py --model_dir inference_model --image_dir my_scenes --out_dir predictions
@@ -44,24 +42,35 @@ def parse_args(argv=None):
 
 
 def list_images(image_dir):
-    """Return the image paths of a folder (sorted), or ``[image_dir]`` for a file."""
-    from simplecv.core.errors import DataError
+    """List and check the images to predict, as training and evaluation list and check them.
 
-    if os.path.isfile(image_dir):
-        return [image_dir]
-    if not os.path.isdir(image_dir):
-        raise DataError('%s is neither an image nor a folder' % image_dir)
-    paths = sorted(p for p in glob.glob(os.path.join(image_dir, '*')) if p.lower().endswith(EXTENSIONS))
-    if not paths:
-        raise DataError('%s holds no %s images' % (image_dir, '/'.join(EXTENSIONS)))
-    return paths
+    Args:
+        image_dir: a folder of images (PNG, JPEG, BMP, TIFF/GeoTIFF), or one image file.
+
+    Returns:
+        list: :class:`simplecv.io.pairs.ImagePair` objects (no masks), sorted by name.
+
+    Raises:
+        DataError: naming the file (or folder) and the fix.
+    """
+    from data.isaid import list_isaid_pairs
+
+    return list_isaid_pairs(image_dir)
 
 
-def open_decoded(path):
-    """Open an image and decode what must be decoded up front (a whole PNG); run in a reader thread."""
-    from simplecv.util.raster_io import open_image
+def open_decoded(pair):
+    """Open an image and decode what must be decoded up front (a whole PNG); run in a reader thread.
 
-    return open_image(path).load()
+    Args:
+        pair: an :class:`simplecv.io.pairs.ImagePair` of :func:`list_images`.
+
+    Returns:
+        simplecv.io.images.RasterImage: with ``read_rows``.
+
+    Raises:
+        DataError: the file is gone or damaged.
+    """
+    return pair.open()[0]
 
 
 def predict_file(predictor, path, image, out_dir, colors, writer):
@@ -72,7 +81,8 @@ def predict_file(predictor, path, image, out_dir, colors, writer):
     """
     import numpy as np
 
-    from simplecv.util.raster_io import GeoTiffLabelWriter, is_geotiff, save_label_png, save_palette_png
+    from simplecv.io.images import is_geotiff
+    from simplecv.io.writers import GeoTiffLabelWriter, save_label_png, save_palette_png
 
     name = os.path.splitext(os.path.basename(path))[0]
     try:
@@ -112,24 +122,24 @@ def main(argv=None):
         stride = args.stride or min(512, patch)
         predictor = SlidingWindowPredictor(forward, patch, stride, info['mean'], info['std'],
                                            batch_size=args.batch_size)
-        paths = list_images(args.image_dir)
+        pairs = list_images(args.image_dir)
         os.makedirs(args.out_dir, exist_ok=True)
         colors = [tuple(c) for c in info['colors']]
         # The next image is decoded and the last one's PNGs written while the model runs.
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(2) as writer:
-            pending = reader.submit(open_decoded, paths[0])
+            pending = reader.submit(open_decoded, pairs[0])
             writes = []
-            for index, path in enumerate(tqdm(paths, unit='image', dynamic_ncols=True)):
+            for index, pair in enumerate(tqdm(pairs, unit='image', dynamic_ncols=True)):
                 image = pending.result()
-                if index + 1 < len(paths):
-                    pending = reader.submit(open_decoded, paths[index + 1])
-                writes += predict_file(predictor, path, image, args.out_dir, colors, writer)
+                if index + 1 < len(pairs):
+                    pending = reader.submit(open_decoded, pairs[index + 1])
+                writes += predict_file(predictor, pair.image_path, image, args.out_dir, colors, writer)
             for write in writes:
                 write.result()
     except (FactSegError, ValueError) as error:
         print('error: %s' % error, file=sys.stderr)
         return 2
-    print('wrote predictions of %d images to %s' % (len(paths), args.out_dir))
+    print('wrote predictions of %d images to %s' % (len(pairs), args.out_dir))
     return 0
 
 

@@ -6,7 +6,7 @@ from simplecv.core.config import AttrDict
 from simplecv.inference.fast_path import DygraphForward
 from simplecv.inference.sliding_window import (IMAGENET_MEAN, IMAGENET_STD, SlidingWindowPredictor,
                                                normalization_from_config, predict_per_window)
-from simplecv.util.raster_io import ArrayImage
+from simplecv.io.images import ArrayImage
 
 
 @pytest.mark.parametrize('size, patch, stride', [
@@ -45,7 +45,7 @@ def test_banded_batched_prediction_equals_the_per_window_reference_bit_for_bit(t
 
 def test_bands_are_final_rows_in_order(random_image):
     predictor = SlidingWindowPredictor(DygraphForward(_pixel_model()), 32, 16)
-    from simplecv.util.raster_io import ArrayImage
+    from simplecv.io.images import ArrayImage
     bands = list(predictor.predict_bands(ArrayImage(random_image(100, 40))))
     starts = [b[0] for b in bands]
     assert starts[0] == 0 and bands[-1][1] == 100

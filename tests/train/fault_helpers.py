@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from data.isaid import load_label
+from data.isaid import decode_color_mask
 from simplecv.data.sampler import StepBatchSampler
 from train_helpers import write_tiny_config
 
@@ -32,7 +32,8 @@ class LabelSplit:
         self.mask_dir = folder / 'data' / 'train' / 'masks'
         names = sorted(path.stem for path in self.image_dir.glob('*.png'))
         for name in names:
-            label = load_label(str(self.mask_dir / (name + '_instance_color_RGB.png')))
+            with Image.open(self.mask_dir / (name + '_instance_color_RGB.png')) as mask:
+                label = decode_color_mask(np.asarray(mask.convert('RGB')))
             Image.fromarray(label).save(self.mask_dir / (name + '_label.png'))
         # The loader's sampler seed is 2333 by default; one sample per step.
         self.order = [names[i] for i in StepBatchSampler(len(names), 1, seed=2333).epoch_indices(0)]

@@ -84,22 +84,22 @@ def test_file_removed_mid_run(tmp_path, capsys, monkeypatch):
     split = LabelSplit(tmp_path, num_iters=4)
     image = split.image(3)
     kept = tmp_path / 'kept.png'
-    check_pair = data.isaid.check_pair
+    list_pairs = data.isaid.list_pairs
 
-    def check_then_move(image_path, mask_path, mask_format='color'):
+    def list_then_move(*args):
         # The file passes the start-up checks, then disappears (deleted or moved by someone else).
-        size = check_pair(image_path, mask_path, mask_format)
-        if image_path == str(image):
-            shutil.move(image_path, kept)
-        return size
+        pairs = list_pairs(*args)
+        if str(image) in [pair.image_path for pair in pairs]:
+            shutil.move(str(image), kept)
+        return pairs
 
-    monkeypatch.setattr(data.isaid, 'check_pair', check_then_move)
+    monkeypatch.setattr(data.isaid, 'list_pairs', list_then_move)
     model_dir = tmp_path / 'run'
     assert apex_train.main(split.argv(model_dir)) == 2
     line = error_line(capsys)
     assert '%s no longer exists' % image in line and 'restore it' in line and 'stopped after step 2' in line
     assert_checkpoint(model_dir, 2)
-    monkeypatch.setattr(data.isaid, 'check_pair', check_pair)
+    monkeypatch.setattr(data.isaid, 'list_pairs', list_pairs)
     shutil.move(kept, image)
     assert apex_train.main(split.argv(model_dir)) == 0
     assert_checkpoint(model_dir, 4)
