@@ -50,6 +50,13 @@ class FactSeg(nn.Layer):
         Eval mode: ``forward(x)`` returns fused class probabilities ``[N, C, H, W]`` summing to 1
         over axis 1.
 
+    Attributes:
+        interpolation: ``'native'`` (default) or ``'matmul'``, the implementation of the two final
+            ×4 upsamplings; the FPN and decoder layers hold their own.
+        logsumexp: ``'native'`` (default) or ``'elementwise'``, the implementation of the
+            normalisers of the eval-mode probabilities. Exporters set both on a copy with
+            :func:`simplecv.module.export_ops.set_export_ops`; training and evaluation use the defaults.
+
     Differences from the official code:
         * the eval-mode normaliser keeps its class axis, so batches of any size are right
           (the official is only right for batch 1);
@@ -96,6 +103,8 @@ class FactSeg(nn.Layer):
         self.bi_cls = self._head(cfg.binary.out_channels, 1)
         if 'joint_loss' in cfg.loss:
             self.joint_loss = JointLoss(**cfg.loss.joint_loss)
+        self.interpolation = 'native'
+        self.logsumexp = 'native'
 
     @staticmethod
     def _head(in_channels, out_channels):
@@ -126,8 +135,8 @@ class FactSeg(nn.Layer):
         features = self.resencoder(x)
         fg_out = self.fg_decoder(list(self.fgfpn(features)))
         bi_out = self.bi_decoder(list(self.bifpn(features)))
-        fg_logits = upsample.bilinear(self.fg_cls(fg_out), 4.0)
-        bi_logits = upsample.bilinear(self.bi_cls(bi_out), 4.0)
+        fg_logits = upsample.bilinear(self.fg_cls(fg_out), 4.0, self.interpolation)
+        bi_logits = upsample.bilinear(self.bi_cls(bi_out), 4.0, self.interpolation)
         return fg_logits, bi_logits
 
     def forward(self, x, y=None):
@@ -139,5 +148,5 @@ class FactSeg(nn.Layer):
                 return dict(joint_loss=self.joint_loss(fg_logits, bi_logits, y['cls']))
             return separate_losses(fg_logits, bi_logits, y['cls'], self.config.loss, self.config.loss.ignore_index)
         if 'joint_loss' in self.config.loss:
-            return joint_probability(fg_logits, bi_logits)
-        return paddle.exp(log_softmax(fg_logits, axis=1))
+            return joint_probability(fg_logits, bi_logits, self.logsumexp)
+        return paddle.exp(log_softmax(fg_logits, axis=1, logsumexp=self.logsumexp))

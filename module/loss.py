@@ -12,6 +12,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from simplecv.core.errors import ConfigError
+from simplecv.module import export_ops
 
 
 def _as_float32(x):
@@ -19,7 +20,7 @@ def _as_float32(x):
     return x.astype('float32') if x.dtype in (paddle.float16, paddle.bfloat16) else x
 
 
-def log_softmax(logits, axis=1):
+def log_softmax(logits, axis=1, logsumexp='native'):
     """``logits - logsumexp(logits)``: torch's ``log_softmax``, exact in the tails.
 
     Paddle's CPU ``softmax``/``log_softmax`` kernels clip ``x - max`` at -64 (a logit gap of 800
@@ -28,34 +29,57 @@ def log_softmax(logits, axis=1):
 
     The normaliser is expanded to the full shape before the subtraction: the same numbers, but
     Paddle's CPU kernels for a same-shape subtraction and its gradient are about twice as fast
-    as for a broadcast along the class axis. (No method is called on a call's result here:
-    ``paddle.jit.to_static`` evaluates such expressions while converting, which deadlocks when
-    ``paddle.logsumexp`` is replaced for an export.)
+    as for a broadcast along the class axis.
+
+    Args:
+        logits: ``[N, C, H, W]`` (any shape with ``axis``).
+        axis: the class axis.
+        logsumexp: ``'native'`` or ``'elementwise'`` (:func:`simplecv.module.export_ops.logsumexp`;
+            the latter for a oneDNN export).
+
+    Returns:
+        Tensor: log-probabilities, the shape of ``logits``.
     """
-    normaliser = paddle.logsumexp(logits, axis=axis, keepdim=True)
+    normaliser = export_ops.logsumexp(logits, axis=axis, keepdim=True, implementation=logsumexp)
     return logits - normaliser.expand_as(logits)
 
 
-def joint_probability(fg_logits, bi_logits):
+def joint_probability(fg_logits, bi_logits, logsumexp='native'):
     """Fused class probabilities ``[N, C, H, W]`` that sum to 1 over axis 1.
 
     Equal to the official ``joint / Z`` (computed as ``exp`` of :func:`joint_log_probability`,
     which avoids Paddle's softmax clipping and fp32 underflow).
 
+    Args:
+        fg_logits: ``[N, C, H, W]`` class logits.
+        bi_logits: ``[N, 1, H, W]`` foreground logit.
+        logsumexp: ``'native'`` or ``'elementwise'`` (see :func:`log_softmax`).
+
+    Returns:
+        Tensor: ``[N, C, H, W]`` probabilities.
+
     Differences from the official code: the normaliser keeps its class axis (``keepdim``), so
     the result is right for any batch size; the official ``Z`` broadcasts correctly only for N=1.
     """
-    return paddle.exp(joint_log_probability(fg_logits, bi_logits))
+    return paddle.exp(joint_log_probability(fg_logits, bi_logits, logsumexp))
 
 
-def joint_log_probability(fg_logits, bi_logits):
+def joint_log_probability(fg_logits, bi_logits, logsumexp='native'):
     """``log p`` of :func:`joint_probability`, computed in log space, ``[N, C, H, W]``.
 
     Mathematically equal to the official ``log(joint / Z)``; it stays finite where the official
     fp32 form takes ``log(0)`` (σ(b) rounds to 1 for b ≳ 16.7, softmax underflows), which there
     gives an infinite loss or NaN gradients.
+
+    Args:
+        fg_logits: ``[N, C, H, W]`` class logits.
+        bi_logits: ``[N, 1, H, W]`` foreground logit.
+        logsumexp: ``'native'`` or ``'elementwise'`` (see :func:`log_softmax`).
+
+    Returns:
+        Tensor: ``[N, C, H, W]`` log-probabilities.
     """
-    log_class = log_softmax(fg_logits, axis=1)
+    log_class = log_softmax(fg_logits, axis=1, logsumexp=logsumexp)
     # [log σ(-b), log σ(b), ..., log σ(b)] + log c: one same-shape add instead of two broadcast
     # adds on slices of log c (identical numbers and gradients; 1.8 s -> 1.0 s for forward and
     # backward of the loss on 2x16x512x512 on 2 CPU cores).
@@ -63,7 +87,7 @@ def joint_log_probability(fg_logits, bi_logits):
     offsets = paddle.concat([F.log_sigmoid(-bi_logits),
                              log_foreground.expand([-1, fg_logits.shape[1] - 1, -1, -1])], axis=1)
     log_joint = offsets + log_class
-    normaliser = paddle.logsumexp(log_joint, axis=1, keepdim=True)
+    normaliser = export_ops.logsumexp(log_joint, axis=1, keepdim=True, implementation=logsumexp)
     return log_joint - normaliser.expand_as(log_joint)
 
 

@@ -4,27 +4,12 @@ On CPU, Paddle's dygraph convolutions do not use oneDNN (``FLAGS_use_mkldnn`` /
 ``FLAGS_use_onednn`` change nothing for eager kernels in Paddle 3.3), and they are about 3x
 slower than the same convolutions run by Paddle Inference with oneDNN. :class:`OneDNNForward`
 exports the model with :func:`paddle.jit.save` for each input shape and runs it with Paddle
-Inference and oneDNN. Two problems had to be solved (Paddle 3.3.1, PIR executor):
-
-1. ``bilinear_interp`` / ``nearest_interp`` cannot run as oneDNN ops: the oneDNN instruction
-   cannot convert their ``scale`` attribute (``ArrayAttribute<DoubleAttribute>``) and raises
-   ``NotImplementedError``, whether the op was built with ``scale_factor`` or ``size``, and
-   ``Config.set_onednn_op`` does not keep them off oneDNN.
-2. The exact matrix form of interpolation, ``A_h @ X @ A_w^T`` on 4-D ``X``, gives wrong
-   numbers under oneDNN: the oneDNN convolution leaves its output in a channels-last
-   (``acdb``) memory layout, and the oneDNN ``matmul`` that follows reads that memory as if it
-   were plain NCHW (no reorder is inserted). Checked on ``conv -> matmul`` pairs: the wrong
-   result equals ``A @ reinterpret_nchw(nhwc_memory)`` to 2e-6, and an element-wise op or a
-   ``reshape`` before the matmul makes it right.
-
-So, while exporting, ``paddle.nn.functional.interpolate`` is replaced by
-:func:`matmul_interpolate`, which first *reshapes* ``X`` to 2-D (the reshape reorders to plain
-layout) and then applies the interpolation matrices as 2-D / batched matmuls. Its weights
-repeat the float32 arithmetic of Paddle's CPU kernels; it equals ``F.interpolate`` within a few
-float32 ulps. Two more changes make the program faster (numbers within float32 rounding):
-BatchNorm layers are folded into their convolutions (:mod:`simplecv.inference.bn_fold`; Paddle's
-own fuse pass does not match the traced ``batch_norm_``), and ``paddle.logsumexp`` becomes
-oneDNN element-wise ops. Measured on FactSeg-R50 at 896x896 (2 cores): the program file went
+Inference and oneDNN. Paddle's interpolation ops cannot run under oneDNN there, so the exported
+copy of the model uses the matmul form of interpolation and an element-wise ``logsumexp``
+(:mod:`simplecv.module.export_ops`, chosen with :func:`~simplecv.module.export_ops.set_export_ops`
+on the copy; the caller's model and Paddle itself are not changed). BatchNorm layers are folded
+into their convolutions (:mod:`simplecv.inference.bn_fold`; Paddle's own fuse pass does not match
+the traced ``batch_norm_``). Measured on FactSeg-R50 at 896x896 (2 cores): the program file went
 from 31 MB to 1.7 MB (dense interpolation matrices were stored as float64 text), export from
 ~10 s to ~5 s, predictor creation from ~8 s to ~3.5 s.
 
@@ -33,7 +18,7 @@ A new program is checked against dygraph on its first window; if it differs by m
 kept in the program cache (:mod:`simplecv.inference.program_cache`), so later runs skip both
 the export and the check.
 """
-import contextlib
+import copy
 import os
 import shutil
 import sys
@@ -43,14 +28,16 @@ from collections import OrderedDict
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from simplecv.inference.program_cache import (CACHE_ENV, FORMAT as PROGRAM_FORMAT, ProgramCache, code_digest,
                                               resolve_cache_dir, weights_digest)
+from simplecv.module import export_ops
 from simplecv.util.logger import get_logger
 
 _LOGGER = get_logger('factseg.inference')
 AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+# The implementations the exported program uses (see simplecv.module.export_ops); part of the cache key.
+EXPORT_OPS = dict(interpolation='matmul', logsumexp='elementwise')
 
 
 class DygraphForward:
@@ -81,139 +68,12 @@ class DygraphForward:
             return out.astype('float32')
 
 
-def _interp_weights(n_in, n_out, mode, align_corners, align_mode):
-    """``(n_out, n_in)`` float32 matrix of Paddle's CPU interpolation along one axis."""
-    one = np.float32(1.0)
-    k = np.arange(n_out, dtype=np.float32)
-    weights = np.zeros((n_out, n_in), dtype=np.float32)
-    rows = np.arange(n_out)
-    if mode == 'nearest':
-        if align_corners:
-            ratio = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
-            src = np.floor(ratio * k + np.float32(0.5)).astype(np.int64)
-        else:
-            ratio = np.float32(n_in) / np.float32(n_out)
-            src = np.floor(ratio * k).astype(np.int64)
-        weights[rows, np.minimum(src, n_in - 1)] = 1
-        return weights
-    if n_out > 1 and align_corners:
-        ratio = np.float32(n_in - 1) / np.float32(n_out - 1)
-    elif n_out > 1:
-        ratio = np.float32(n_in) / np.float32(n_out)
-    else:
-        ratio = np.float32(0)
-    if align_corners or align_mode == 1:
-        src = ratio * k
-    else:
-        src = np.maximum(ratio * (k + np.float32(0.5)) - np.float32(0.5), np.float32(0))
-    low = np.minimum(src.astype(np.int64), n_in - 1)
-    high = np.minimum(low + 1, n_in - 1)
-    frac = (src - low.astype(np.float32)).astype(np.float32)
-    np.add.at(weights, (rows, low), one - frac)
-    np.add.at(weights, (rows, high), frac)
-    return weights
-
-
-def _static_hw(x):
-    shape = list(x.shape)
-    if len(shape) != 4 or any(not isinstance(v, int) or v <= 0 for v in shape):
-        raise NotImplementedError('matmul_interpolate needs a 4-D input of known shape, got %s' % (shape,))
-    return shape
-
-
-def _interp_matrix(n_in, n_out, mode, align_corners, align_mode):
-    """The ``(n_out, n_in)`` matrix of :func:`_interp_weights` built in the graph from two columns.
-
-    Each row has at most two non-zeros, so the program stores their positions and weights
-    (``2 * n_out`` numbers) and rebuilds the matrix with ``one_hot``; a dense constant would put
-    ``n_out * n_in`` float64 numbers into the program file (31 MB for FactSeg-R50 at 896, most
-    of the 7 s it took Paddle Inference to load it). ``one_hot(low) * (1 - f) + one_hot(high) * f``
-    is bit-identical to :func:`_interp_weights` (products with 0 and 1 are exact, and where
-    ``low == high`` the sum ``(1 - f) + f`` is the one ``np.add.at`` makes).
-    """
-    dense = _interp_weights(n_in, n_out, mode, align_corners, align_mode)
-    rows = np.arange(n_out)
-    low = dense.argmax(axis=1)
-    first = dense[rows, low].copy()
-    rest = dense.copy()
-    rest[rows, low] = 0
-    high = np.where(rest.any(axis=1), rest.argmax(axis=1), low)
-    second = rest[rows, high]
-    matrix = (F.one_hot(paddle.to_tensor(low), n_in) * paddle.to_tensor(first).unsqueeze(1)
-              + F.one_hot(paddle.to_tensor(high), n_in) * paddle.to_tensor(second).unsqueeze(1))
-    return matrix
-
-
-@paddle.jit.not_to_static
-def matmul_interpolate(x, size=None, scale_factor=None, mode='nearest', align_corners=False, align_mode=0,
-                       data_format='NCHW', name=None, **unused):
-    """``F.interpolate`` for 4-D NCHW ``nearest``/``bilinear`` as two matmuls (for oneDNN export).
-
-    Args:
-        x: ``(N, C, H, W)`` tensor of static shape.
-        size, scale_factor, mode, align_corners, align_mode, data_format: as
-            :func:`paddle.nn.functional.interpolate`.
-
-    Returns:
-        Tensor: ``(N, C, H_out, W_out)``.
-
-    Raises:
-        NotImplementedError: another mode or layout, or a dynamic shape.
-    """
-    if data_format != 'NCHW' or mode not in ('nearest', 'bilinear') or unused.get('antialias'):
-        raise NotImplementedError('matmul_interpolate supports NCHW nearest/bilinear, got %s %s' % (data_format, mode))
-    n, c, h, w = _static_hw(x)
-    if size is not None:
-        out_h, out_w = (int(v) for v in size)
-    else:
-        scale = scale_factor if isinstance(scale_factor, (list, tuple)) else (scale_factor, scale_factor)
-        out_h, out_w = int(h * float(scale[0])), int(w * float(scale[1]))
-    weights_h = _interp_matrix(h, out_h, mode, align_corners, align_mode)
-    weights_w_t = _interp_matrix(w, out_w, mode, align_corners, align_mode).t()
-    # The reshape comes first on purpose: it turns a oneDNN (channels-last) tensor into a plain
-    # one, which oneDNN's matmul needs (see the module docstring).
-    rows = paddle.matmul(x.reshape([n * c * h, w]), weights_w_t)
-    rows = rows.reshape([n * c, h, out_w])
-    cols = paddle.matmul(weights_h.unsqueeze(0).expand([n * c, out_h, h]), rows)
-    return cols.reshape([n, c, out_h, out_w])
-
-
-@paddle.jit.not_to_static
-def onednn_logsumexp(x, axis=None, keepdim=False, name=None):
-    """``paddle.logsumexp`` as ``m + log(sum(exp(x - m)))`` with ``m = max(x)`` (oneDNN element-wise ops).
-
-    The same formula as Paddle's CPU kernel, whose plain (non-oneDNN) loop cost 0.3 s per
-    ``16 x 896 x 896`` call inside the exported FactSeg program. Marked ``not_to_static`` like
-    :func:`matmul_interpolate`: dy2static would otherwise try to convert it while it holds its
-    own (non-reentrant) conversion lock, and hang.
-    """
-    top = paddle.max(x, axis=axis, keepdim=True)
-    out = top + paddle.log(paddle.sum(paddle.exp(x - top), axis=axis, keepdim=True))
-    return out if keepdim else out.squeeze(axis)
-
-
-@contextlib.contextmanager
-def onednn_safe_interpolate():
-    """Within the block, ``paddle.nn.functional.interpolate`` is :func:`matmul_interpolate`
-    and ``paddle.logsumexp`` is :func:`onednn_logsumexp`.
-
-    Layers such as ``nn.UpsamplingBilinear2D`` and models that call ``F.interpolate`` or
-    ``paddle.logsumexp`` through the module attribute pick them up while they are traced for export.
-    """
-    original = F.interpolate, paddle.logsumexp
-    F.interpolate, paddle.logsumexp = matmul_interpolate, onednn_logsumexp
-    try:
-        yield
-    finally:
-        F.interpolate, paddle.logsumexp = original
-
-
 def export_onednn_program(model, prefix, input_shape):
     """Export ``model`` for Paddle Inference + oneDNN at a fixed input shape.
 
     BatchNorm layers are folded into their convolutions (:func:`~simplecv.inference.bn_fold.fold_batch_norms`,
-    on a copy) and interpolation / ``logsumexp`` take their oneDNN forms
-    (:func:`onednn_safe_interpolate`).
+    on a copy), and the copy's layers are switched to :data:`EXPORT_OPS` (matmul interpolation,
+    element-wise ``logsumexp``) with :func:`~simplecv.module.export_ops.set_export_ops`.
 
     Args:
         model: eval-mode ``paddle.nn.Layer``.
@@ -226,9 +86,10 @@ def export_onednn_program(model, prefix, input_shape):
     from simplecv.inference.bn_fold import fold_batch_norms
 
     folded, count = fold_batch_norms(model)
+    exported = folded if folded is not model else copy.deepcopy(model)
+    export_ops.set_export_ops(exported, **EXPORT_OPS)
     spec = [paddle.static.InputSpec([int(v) for v in input_shape], 'float32', 'x')]
-    with onednn_safe_interpolate():
-        paddle.jit.save(folded, prefix, input_spec=spec)
+    paddle.jit.save(exported, prefix, input_spec=spec)
     return count
 
 
@@ -319,8 +180,8 @@ class OneDNNForward:
 
             self._key_fields = dict(
                 format=PROGRAM_FORMAT, weights=weights_digest(self.model),
-                code=code_digest(self.model, [sys.modules[__name__], bn_fold]), config=self.config,
-                export=dict(interpolation='matmul', fold_batch_norm=True, logsumexp='onednn'),
+                code=code_digest(self.model, [sys.modules[__name__], bn_fold, export_ops]), config=self.config,
+                export=dict(EXPORT_OPS, fold_batch_norm=True),
                 paddle=paddle.__version__, paddle_commit=getattr(paddle.version, 'commit', ''),
                 check_atol=self.atol)
         return dict(self._key_fields, input_shape=list(shape))

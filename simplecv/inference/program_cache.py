@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 
 import numpy as np
@@ -71,19 +72,51 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
+def _installed_roots():
+    paths = sysconfig.get_paths()
+    return tuple(os.path.abspath(paths[key]) + os.sep for key in ('stdlib', 'platstdlib', 'purelib', 'platlib'))
+
+
+def _source_file(module, installed):
+    path = getattr(module, '__file__', None)
+    if not path or not path.endswith('.py'):
+        return None
+    path = os.path.abspath(path)
+    return None if path.startswith(installed) else path
+
+
+def _siblings_used_by(module):
+    """The modules of ``module``'s own package that its global names refer to (modules, functions, classes)."""
+    package = module.__name__.rpartition('.')[0]
+    used = []
+    for value in vars(module).values():
+        if inspect.ismodule(value):
+            used.append(value)
+        elif inspect.isfunction(value) or inspect.isclass(value):
+            used.append(sys.modules.get(getattr(value, '__module__', None)))
+    return [m for m in used if m is not None and m.__name__.rpartition('.')[0] == package]
+
+
 def code_digest(model, extra_modules=()):
     """SHA-256 of the source files that define the model's layers (and ``extra_modules``).
 
-    A change in the model code changes the program even with the same weights and config.
+    A change in the model code changes the program even with the same weights and config. Besides
+    the files of the layer classes, the modules of the same package they import from (one level:
+    e.g. ``module.loss``, whose functions ``module.factseg`` calls in ``forward``) are hashed;
+    files of the Python installation (standard library, site-packages, Paddle) are not.
+
+    Args:
+        model: the ``paddle.nn.Layer`` exported.
+        extra_modules: modules hashed as they are (the exporter's own code).
+
+    Returns:
+        str: the hex digest.
     """
-    files = set()
-    for layer in [model] + [sub for _, sub in model.named_sublayers()]:
-        module = sys.modules.get(type(layer).__module__)
-        path = getattr(module, '__file__', None)
-        if path and not type(layer).__module__.startswith('paddle.'):
-            files.add(os.path.abspath(path))
-    for module in extra_modules:
-        files.add(os.path.abspath(inspect.getfile(module)))
+    installed = _installed_roots()
+    modules = list(extra_modules)
+    for module in {sys.modules.get(type(layer).__module__) for layer in [model] + model.sublayers()} - {None}:
+        modules += [module] + _siblings_used_by(module)
+    files = {_source_file(module, installed) for module in modules} - {None}
     digest = hashlib.sha256()
     for path in sorted(files):
         digest.update(os.path.basename(path).encode())

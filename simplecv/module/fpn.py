@@ -16,6 +16,9 @@ class FPN(nn.Layer):
     Args:
         in_channels_list: channels of each input level, highest resolution first.
         out_channels: channels of every output level.
+        interpolation: ``'native'`` or ``'matmul'``, the implementation of the nearest ×2
+            upsampling (:func:`simplecv.module.upsample.nearest_2x`); exporters change it with
+            :func:`simplecv.module.export_ops.set_export_ops`.
 
     Shape:
         input: a list of ``[N, C_i, H/s_i, W/s_i]`` with s_{i+1} = 2·s_i;
@@ -23,9 +26,10 @@ class FPN(nn.Layer):
         The top-down merge carries the pre-3×3 map (``last_inner``), not the 3×3 output.
     """
 
-    def __init__(self, in_channels_list, out_channels):
+    def __init__(self, in_channels_list, out_channels, interpolation='native'):
         super().__init__()
         self.num_levels = len(in_channels_list)
+        self.interpolation = interpolation
         for index, in_channels in enumerate(in_channels_list, 1):
             self.add_sublayer('fpn_inner%d' % index, Conv2D(
                 in_channels, out_channels, 1, weight_attr=kaiming_uniform_a1_attr(in_channels, 1),
@@ -40,6 +44,6 @@ class FPN(nn.Layer):
         results = [getattr(self, 'fpn_layer%d' % self.num_levels)(last_inner)]
         for index in range(self.num_levels - 1, 0, -1):
             lateral = getattr(self, 'fpn_inner%d' % index)(features[index - 1])
-            last_inner = lateral + upsample.nearest_2x(last_inner)
+            last_inner = lateral + upsample.nearest_2x(last_inner, self.interpolation)
             results.insert(0, getattr(self, 'fpn_layer%d' % index)(last_inner))
         return tuple(results)

@@ -10,15 +10,17 @@ ones by up to 1.7e-4 relative (measured on the official ResNet-50 at 256x256) in
 which hides any real difference a float64 alignment check is meant to find.
 
 So float64 tensors are interpolated here in float64 (two gathers and linear blends, the same
-arithmetic as torch's kernel); every other dtype goes to Paddle's kernel through
-``paddle.nn.functional.interpolate`` (looked up at call time, so
-:func:`simplecv.inference.fast_path.onednn_safe_interpolate` still replaces it when exporting).
+arithmetic as torch's kernel); every other dtype goes to Paddle's kernel, or, when the caller
+passes ``interpolation='matmul'`` (set on the layers by
+:func:`simplecv.module.export_ops.set_export_ops` for a oneDNN export), to
+:func:`simplecv.module.export_ops.matmul_interpolate`.
 """
 import numpy as np
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 from paddle.autograd import PyLayer
+
+from simplecv.module import export_ops
 
 
 def _source_positions(n_in, n_out):
@@ -40,19 +42,22 @@ def _blend_axis(x, axis, n_out):
     return below * (1.0 - weight) + above * weight
 
 
-def bilinear(x, scale_factor):
+def bilinear(x, scale_factor, interpolation='native'):
     """Upsample ``[N, C, H, W]`` to ``[N, C, floor(H * s), floor(W * s)]``, bilinear, align_corners=True.
 
     Args:
         x: a 4-D NCHW tensor.
         scale_factor: ``s``, a number (the same on both axes).
+        interpolation: ``'native'`` (Paddle's kernel) or ``'matmul'`` (the oneDNN-exportable
+            form, :func:`simplecv.module.export_ops.matmul_interpolate`); float64 ignores it.
 
     Returns:
         The upsampled tensor, same dtype. Float64 inputs are interpolated in float64 (see the
-        module docstring); others by ``paddle.nn.functional.interpolate``.
+        module docstring).
     """
     if x.dtype != paddle.float64:
-        return F.interpolate(x, scale_factor=scale_factor, mode='bilinear', align_corners=True)
+        return export_ops.interpolate(x, interpolation, scale_factor=scale_factor, mode='bilinear',
+                                      align_corners=True)
     height, width = x.shape[2:]
     out = _blend_axis(x, 2, int(np.floor(height * scale_factor)))
     return _blend_axis(out, 3, int(np.floor(width * scale_factor)))
@@ -61,15 +66,21 @@ def bilinear(x, scale_factor):
 class UpsampleBilinear(nn.Layer):
     """Layer form of :func:`bilinear` (torch's ``nn.UpsamplingBilinear2d(scale_factor=s)``).
 
+    Args:
+        scale_factor: ``s``, a number.
+        interpolation: ``'native'`` or ``'matmul'``, as :func:`bilinear`; an exporter changes it
+            with :func:`simplecv.module.export_ops.set_export_ops`.
+
     Shape: ``[N, C, H, W] -> [N, C, floor(H * s), floor(W * s)]``.
     """
 
-    def __init__(self, scale_factor):
+    def __init__(self, scale_factor, interpolation='native'):
         super().__init__()
         self.scale_factor = scale_factor
+        self.interpolation = interpolation
 
     def forward(self, x):
-        return bilinear(x, self.scale_factor)
+        return bilinear(x, self.scale_factor, self.interpolation)
 
     def extra_repr(self):
         return 'scale_factor=%s, align_corners=True' % (self.scale_factor,)
@@ -92,13 +103,21 @@ class _Nearest2x(PyLayer):
         return ((top_left + top_right) + bottom_left) + bottom_right
 
 
-def nearest_2x(x):
+def nearest_2x(x, interpolation='native'):
     """Upsample ``[N, C, H, W]`` to ``[N, C, 2H, 2W]`` by repeating pixels (``F.interpolate(x, scale_factor=2)``).
 
     In dygraph the repeat is a tile with a hand-written gradient: the same values and
     bit-identical gradients as Paddle's ``nearest_interp`` kernel, whose CPU forward and backward
-    are about twice as slow (2x256x64x64 on 2 CPU cores). Static graphs (export) use the kernel.
+    are about twice as slow (2x256x64x64 on 2 CPU cores). Static graphs (export) use the kernel,
+    or its matmul form with ``interpolation='matmul'``.
+
+    Args:
+        x: a 4-D NCHW tensor.
+        interpolation: ``'native'`` or ``'matmul'`` (see :func:`bilinear`).
+
+    Returns:
+        The ``[N, C, 2H, 2W]`` tensor.
     """
-    if not paddle.in_dynamic_mode():
-        return F.interpolate(x, scale_factor=2, mode='nearest')
-    return _Nearest2x.apply(x)
+    if interpolation == 'native' and paddle.in_dynamic_mode():
+        return _Nearest2x.apply(x)
+    return export_ops.interpolate(x, interpolation, scale_factor=2, mode='nearest')

@@ -148,3 +148,16 @@ def test_cache_tool_lists_and_clears(cache_copy, capsys):
     assert cache_tool.main(['--cache_dir', cache_dir, '--clear']) == 0
     assert 'deleted 1 cached programs' in capsys.readouterr().out
     assert _entries(cache_dir) == []
+
+
+def test_code_digest_covers_the_functions_a_forward_calls(tiny_factseg, monkeypatch):
+    import simplecv.module.export_ops
+    from simplecv.inference import program_cache
+
+    hashed = []
+    real_file_digest = program_cache.file_digest
+    monkeypatch.setattr(program_cache, 'file_digest', lambda path: hashed.append(path) or real_file_digest(path))
+    program_cache.code_digest(tiny_factseg)
+    # export_ops defines no layer, but the model's upsampling and loss functions call it
+    assert os.path.abspath(simplecv.module.export_ops.__file__) in hashed
+    assert not any(os.sep + 'paddle' + os.sep in path for path in hashed)

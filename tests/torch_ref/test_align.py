@@ -144,8 +144,10 @@ def test_perturbed_weight_fails_forward(quick, monkeypatch, tmp_path):
 
 
 def test_align_corners_false_fails_forward(quick, monkeypatch, tmp_path):
-    monkeypatch.setattr(upsample, 'bilinear', lambda x, scale_factor: paddle.nn.functional.interpolate(
-        x, scale_factor=scale_factor, mode='bilinear', align_corners=False))
+    def corners_false(x, scale_factor, interpolation='native'):
+        return paddle.nn.functional.interpolate(x, scale_factor=scale_factor, mode='bilinear', align_corners=False)
+
+    monkeypatch.setattr(upsample, 'bilinear', corners_false)
     result = forward.run(str(tmp_path), quick)
     assert not result.passed
     assert {'train_fg_logits_fp64', 'train_bi_logits_fp64'} <= set(result.failed_keys)
@@ -187,15 +189,15 @@ def test_per_tensor_clipping_fails_backward(quick, monkeypatch, tmp_path):
 
 def test_wrong_momentum_fails_backward_updates(quick, monkeypatch, tmp_path):
     """Momentum 0.8 instead of 0.9 changes the updates by ~13 %: caught by ``updates``, not by ``weights``."""
-    import simplecv.opt as opt
+    from simplecv.engine import build
 
-    original = opt.make_optimizer
+    original = build.make_optimizer
 
     def momentum_08(config, parameters, learning_rate):
         config = dict(config, params=dict(config['params'], momentum=0.8))
         return original(config, parameters, learning_rate)
 
-    monkeypatch.setattr(opt, 'make_optimizer', momentum_08)
+    monkeypatch.setattr(build, 'make_optimizer', momentum_08)
     result = backward.run(str(tmp_path), quick)
     assert not result.passed
     # The first update is the same (momentum buffers start as the gradient), later ones are not.
@@ -231,7 +233,8 @@ def test_softmax_over_the_wrong_axis_fails_loss(quick, monkeypatch, tmp_path):
     import paddle.nn.functional as F
     from module import loss as paddle_loss
 
-    def wrong_axis(fg_logits, bi_logits):  # Paddle's softmax default axis is -1, torch code says dim=1
+    # Paddle's softmax default axis is -1, torch code says dim=1
+    def wrong_axis(fg_logits, bi_logits, logsumexp='native'):
         log_class = F.log_softmax(fg_logits)
         log_joint = paddle.concat([F.log_sigmoid(-bi_logits) + log_class[:, :1],
                                    F.log_sigmoid(bi_logits) + log_class[:, 1:]], axis=1)
