@@ -34,6 +34,8 @@ import threading
 import numpy as np
 import paddle
 
+from simplecv.api.preprocess.comm import THMeanStdNormalize
+from simplecv.core.errors import ConfigError
 from simplecv.data.sliding_window import sliding_window
 from simplecv.util.raster_io import ArrayImage
 
@@ -42,23 +44,28 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 def normalization_from_config(config):
-    """Return ``(mean, std)`` of the ``THMeanStdNormalize`` transform of a config.
+    """Return ``(mean, std)`` of the ``THMeanStdNormalize`` transform in ``config.data.test.params.transforms``.
 
-    Looks in ``config.data.test.params.transforms``, then ``config.data.train.params.transforms``,
-    for an object with ``mean`` and ``std`` attributes whose class is ``THMeanStdNormalize``
-    (or a dict with ``type='THMeanStdNormalize'``). Falls back to the ImageNet values in 0..255
-    that every FactSeg config uses.
+    The evaluation normalises windows as the test transforms do; the transform is found by type
+    (:class:`simplecv.api.preprocess.comm.THMeanStdNormalize`).
+
+    Args:
+        config: a full config (``AttrDict`` or dict), e.g. from ``import_config('isaid.factseg')``.
+
+    Returns:
+        tuple: ``(mean, std)``, each a tuple of floats per channel (0..255 scale for FactSeg).
+
+    Raises:
+        ConfigError: the key is missing or its list holds no ``THMeanStdNormalize``.
     """
-    data = (config or {}).get('data', {}) or {}
-    for split in ('test', 'train'):
-        transforms = ((data.get(split) or {}).get('params') or {}).get('transforms') or []
-        for transform in transforms:
-            if type(transform).__name__ == 'THMeanStdNormalize':
-                return tuple(float(v) for v in transform.mean), tuple(float(v) for v in transform.std)
-            if isinstance(transform, dict) and transform.get('type') == 'THMeanStdNormalize':
-                params = transform.get('params', transform)
-                return tuple(float(v) for v in params['mean']), tuple(float(v) for v in params['std'])
-    return IMAGENET_MEAN, IMAGENET_STD
+    test = ((config or {}).get('data') or {}).get('test') or {}
+    transforms = (test.get('params') or {}).get('transforms')
+    found = [t for t in transforms or () if isinstance(t, THMeanStdNormalize)]
+    if not found:
+        raise ConfigError("config key 'data.test.params.transforms' %s; add "
+                          "comm.THMeanStdNormalize(mean, std) to it (see configs/isaid/factseg.py)"
+                          % ('is missing' if transforms is None else 'holds no THMeanStdNormalize'))
+    return tuple(float(v) for v in found[-1].mean), tuple(float(v) for v in found[-1].std)
 
 
 def _normalize(pixels, mean, std):

@@ -3,6 +3,7 @@ import paddle
 import pytest
 
 from simplecv.core.config import AttrDict
+from simplecv.core.errors import ConfigError
 from simplecv.inference.fast_path import DygraphForward
 from simplecv.inference.sliding_window import (IMAGENET_MEAN, IMAGENET_STD, SlidingWindowPredictor,
                                                normalization_from_config, predict_per_window)
@@ -88,15 +89,26 @@ def test_greyscale_and_alpha_images_are_converted(random_image, channels):
     np.testing.assert_array_equal(predictor.predict(image), predictor.predict(expected))
 
 
-def test_normalization_comes_from_the_config_with_an_imagenet_fallback():
-    from simplecv.api.preprocess import comm
+def test_normalization_comes_from_the_test_transforms_of_the_config():
+    from simplecv.api.preprocess import comm, segm
+    from simplecv.core.config import import_config
 
-    config = AttrDict(data=dict(test=dict(params=dict(transforms=[comm.THMeanStdNormalize((1, 2, 3), (4, 5, 6))]))))
+    assert normalization_from_config(import_config('isaid.factseg')) == (IMAGENET_MEAN, IMAGENET_STD)
+    config = AttrDict(data=dict(test=dict(params=dict(transforms=[
+        segm.ToTensor(True), comm.THMeanStdNormalize((1, 2, 3), (4, 5, 6))]))))
     assert normalization_from_config(config) == ((1, 2, 3), (4, 5, 6))
-    config = AttrDict(data=dict(train=dict(params=dict(transforms=[dict(type='THMeanStdNormalize', mean=(7, 8, 9),
-                                                                        std=(1, 1, 1))]))))
-    assert normalization_from_config(config) == ((7, 8, 9), (1, 1, 1))
-    assert normalization_from_config(AttrDict()) == (IMAGENET_MEAN, IMAGENET_STD)
+
+
+@pytest.mark.parametrize('data, problem', [
+    (dict(), 'is missing'),
+    (dict(train=dict(params=dict(transforms=[]))), 'is missing'),
+    (dict(test=dict(params=dict(transforms=[dict(type='THMeanStdNormalize', mean=(1, 2, 3), std=(1, 1, 1))]))),
+     'holds no THMeanStdNormalize'),
+])
+def test_normalization_without_test_transforms_is_a_config_error(data, problem):
+    with pytest.raises(ConfigError, match=r"'data\.test\.params\.transforms' %s; add comm\.THMeanStdNormalize"
+                       % problem):
+        normalization_from_config(AttrDict(data=data))
 
 
 def test_errors_in_the_reading_thread_reach_the_caller():
