@@ -7,6 +7,7 @@ user's values over them with :func:`merge_strict`, which rejects keys the compon
 know and names the closest valid one.
 """
 import ast
+import copy
 import difflib
 import importlib.util
 import os
@@ -170,6 +171,57 @@ def merge_strict(defaults, user, where='', open_keys=()):
     merged = AttrDict(defaults)
     _merge_into(merged, user or {}, where, tuple(open_keys), '')
     return merged
+
+
+class Replace:
+    """Marks a value in :func:`derive`'s overrides that replaces the base's value whole (no merge).
+
+    Args:
+        value: the new value of the key (a dict is taken as it is, keys unchecked).
+    """
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return 'Replace(%r)' % (self.value,)
+
+
+def derive(base, overrides, where=''):
+    """Return a config made from ``base`` with ``overrides`` deep-merged over a copy of it.
+
+    Lets a config reuse another one and state only what it changes: nested dicts merge key by
+    key, other values (numbers, strings, lists of transforms) replace the base's, and a value
+    wrapped in :class:`Replace` replaces a whole section. Every key of ``overrides`` must exist
+    in ``base``, so that a misspelt override fails instead of adding a key nobody reads.
+
+    Args:
+        base: the config dict to start from (e.g. ``import_config('isaid.factseg')``); not changed.
+        overrides: a nested dict of the values that differ.
+        where: dotted prefix used in error messages.
+
+    Returns:
+        AttrDict: a deep copy of ``base`` with the overrides applied.
+
+    Raises:
+        ConfigError: an override key that ``base`` does not have, naming its dotted path and the
+            closest existing key.
+    """
+    merged = copy.deepcopy(AttrDict(base))
+    _derive_into(merged, overrides, where)
+    return merged
+
+
+def _derive_into(target, overrides, where):
+    for key, value in overrides.items():
+        if key not in target:
+            raise unknown_key_error(where, key, target.keys(), ' (an override of a derived config)')
+        if isinstance(value, Replace):
+            target[key] = copy.deepcopy(value.value)
+        elif isinstance(value, dict) and isinstance(target[key], dict):
+            _derive_into(target[key], value, _join(where, key))
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 def unknown_key_error(where, key, valid, note=''):
