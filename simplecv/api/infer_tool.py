@@ -1,5 +1,5 @@
 """Build a model from a config name, and load a checkpoint into it, for evaluation and inference."""
-from simplecv.core import registry
+from simplecv.api.components import MODEL
 from simplecv.core.config import import_config
 from simplecv.util.logger import get_logger
 from simplecv.util.state_dict import load_state_dict_strict
@@ -31,11 +31,10 @@ def build_model(config, for_inference=True):
         for_inference: skip the ImageNet backbone file (every weight comes from a checkpoint
             anyway) and return the model in eval mode.
     """
-    registry.populate()
     params = config.model.params
     if for_inference and 'resnet_encoder' in params:
         params.resnet_encoder.pretrained = False
-    model = registry.MODEL[config.model.type](params)
+    model = MODEL[config.model.type](params)
     if for_inference:
         model.eval()
     return model

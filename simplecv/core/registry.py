@@ -1,14 +1,13 @@
 """Name → class registries for the objects a config builds by ``type``.
 
-``MODEL``, ``LOSS``, ``DATALOADER``, ``OPT`` and ``LR`` are filled when the packages listed in
-:data:`LOCATIONS` are imported; call :func:`populate` before looking a name up from a script.
+``MODEL``, ``LOSS``, ``DATALOADER``, ``OPT`` and ``LR`` are filled by the packages that define
+the components, when they are imported; :mod:`simplecv.api.components` imports all of them in
+one place. Take the registries from there (``from simplecv.api.components import MODEL``), or
+call :func:`populate` in library code that sits below those packages.
 """
 import difflib
-import importlib
 
 from simplecv.core.errors import ConfigError
-
-LOCATIONS = ('simplecv.opt', 'module', 'data')
 
 
 class Registry:
@@ -67,6 +66,9 @@ LR = Registry('learning-rate schedule')
 
 
 def populate():
-    """Import every package in :data:`LOCATIONS` so that the registries are complete."""
-    for package in LOCATIONS:
-        importlib.import_module(package)
+    """Make the registries complete by importing :mod:`simplecv.api.components`.
+
+    For code that cannot import that module at its top (it is below the packages that register,
+    e.g. the config checker and the builders); elsewhere import the registries from it.
+    """
+    import simplecv.api.components  # noqa: F401  (imports every registering package)
