@@ -45,7 +45,7 @@ if REPO_ROOT not in sys.path:
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import CheckpointError, ConfigError, DataError, FactSegError  # noqa: E402
-from simplecv.util.logger import get_logger  # noqa: E402
+from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.eval')
 _CHECKPOINT_EXTENSIONS = ('.pdparams',)
@@ -297,6 +297,7 @@ def main(argv=None):
         FactSegError: a bad file, folder, config or checkpoint (the message says what to fix).
     """
     args = parse_args(argv)
+    configure_logging()
     import paddle
 
     if args.device is not None:

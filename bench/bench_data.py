@@ -43,6 +43,7 @@ from data.demo import render_sample  # noqa: E402
 from data.isaid import (COLOR_MAP, COLOR_MASK_SUFFIX, IMAGENET_MEAN, IMAGENET_STD,  # noqa: E402
                         ISAIDSegmmDataset, RemoveColorMap)
 from simplecv.api.preprocess import comm, segm  # noqa: E402
+from simplecv.util.logger import configure_logging  # noqa: E402
 from tools.cut_patches import cut_patches  # noqa: E402
 
 TILE = 1000
@@ -215,6 +216,7 @@ def report(args, rows, windows, cut_seconds):
 
 def main(argv=None):
     args = parse_args(argv)
+    configure_logging()
     rows, windows, cut_seconds = measure(args)
     report(args, rows, windows, cut_seconds)
     return 0

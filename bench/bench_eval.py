@@ -267,6 +267,9 @@ def main(argv=None):
         torch_run(*args.torch_run, args.patch_size, args.stride)
         return None
     sys.path.insert(0, REPO_ROOT)
+    from simplecv.util.logger import configure_logging
+
+    configure_logging()
     if args.prepare:
         size, config, folder = args.prepare
         make_image(*(int(v) for v in size.lower().split('x')), args.seed, folder)

@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.logger import configure_logging  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -50,6 +51,7 @@ def timed(forward, window):
 
 def main(argv=None):
     args = parse_args(argv)
+    configure_logging()
     import paddle
     from tqdm import tqdm
 

@@ -40,6 +40,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.logger import configure_logging  # noqa: E402
 
 PHASES = ('data', 'forward', 'backward', 'optimizer')
 IGNORE_FRACTION = 0.2
@@ -327,6 +328,7 @@ def report(args, result):
 
 def main(argv=None):
     args = parse_args(argv)
+    configure_logging()
     try:
         result = run(args)
     except RuntimeError as exc:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from data.isaid import CLASS_NAMES, COLOR_MAP, COLOR_MASK_SUFFIX
+from simplecv.util.logger import configure_logging
 
 _SPLIT_CODES = {'train': 0, 'val': 1}
 _CLS = {name: index for index, name in enumerate(CLASS_NAMES)}
@@ -374,6 +375,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    configure_logging()
     folders = generate_demo_dataset(args.out, args.num_train, args.num_val, tuple(args.size), args.seed)
     for split, (image_dir, mask_dir) in folders.items():
         print('%s: image_dir=%s mask_dir=%s' % (split, image_dir, mask_dir))

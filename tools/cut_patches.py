@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from data.isaid import LABEL_MASK_SUFFIX, ISAIDSegmmDataset, RemoveColorMap  # noqa: E402
-from simplecv.util.logger import get_logger  # noqa: E402
+from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.cut_patches')
 
@@ -113,6 +113,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    configure_logging()
     count = cut_patches(args.image_dir, args.mask_dir, args.out, args.patch_size, args.stride,
                         args.mask_format, args.unknown, args.match, args.workers)
     _LOGGER.info('wrote %d patches to %s', count, args.out)

@@ -13,6 +13,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = '''examples:
   python tools/export_model.py --config_path isaid.factseg --ckpt_path log/model-60000.pdparams \\
@@ -50,6 +51,7 @@ def parse_args(argv=None):
 def main(argv=None):
     """Export; returns the exit status (0, or 2 with a message on stderr)."""
     args = parse_args(argv)
+    configure_logging()
     from data.isaid import CLASS_NAMES, COLOR_MAP
     from simplecv.api.infer_tool import build_and_load_from_file, build_config
     from simplecv.core.errors import FactSegError

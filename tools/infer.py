@@ -14,6 +14,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = '''example:
   python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams --save_dir inference_model
@@ -103,6 +104,7 @@ def predict_file(predictor, path, image, out_dir, colors, writer):
 def main(argv=None):
     """Predict; returns the exit status (0, or 2 with a message on stderr)."""
     args = parse_args(argv)
+    configure_logging()
     from tqdm import tqdm
 
     from simplecv.core.errors import FactSegError

@@ -8,6 +8,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from simplecv.inference.program_cache import CACHE_ENV, ProgramCache, resolve_cache_dir  # noqa: E402
+from simplecv.util.logger import configure_logging  # noqa: E402
 
 
 def main(argv=None):
@@ -17,6 +18,7 @@ def main(argv=None):
                         help='cache directory (default: $%s, else ~/.cache/factseg-paddle)' % CACHE_ENV)
     parser.add_argument('--clear', action='store_true', help='delete every cached program')
     args = parser.parse_args(argv)
+    configure_logging()
     root = resolve_cache_dir(args.cache_dir)
     if root is None:
         print('caching is off (--cache_dir %s)' % args.cache_dir)

@@ -21,6 +21,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.logger import configure_logging  # noqa: E402
 
 CONFIG = 'isaid.factseg_demo'
 EVAL_PATCH, EVAL_STRIDE = 256, 128
@@ -46,6 +47,7 @@ def parse_args(argv=None):
 def main(argv=None):
     """Run the demo; returns the exit status (0, or 2 with a message on stderr)."""
     args = parse_args(argv)
+    configure_logging()
     import apex_train
     import isaid_eval
     from data.demo import generate_demo_dataset

@@ -33,7 +33,7 @@ if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-from simplecv.util.logger import get_logger  # noqa: E402
+from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 from torch_ref.align_steps import STEPS, step_module  # noqa: E402
 from torch_ref.align_steps.common import StepOptions, StepResult  # noqa: E402
 
@@ -98,6 +98,7 @@ def run_steps(steps, out_dir, options):
 def main(argv=None):
     """Run the chain; returns the exit status (0 all passed, 1 a step failed, 2 usage error)."""
     args = build_parser().parse_args(argv)
+    configure_logging()
     os.makedirs(args.out, exist_ok=True)
     options = StepOptions(full=args.full, seed=args.seed)
     results = run_steps(args.steps, args.out, options)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from simplecv.core.errors import CheckpointError, ConfigError, FactSegError
-from simplecv.util.logger import get_logger
+from simplecv.util.logger import configure_logging, get_logger
 from simplecv.util.state_dict import describe_mismatch
 from torch_ref.reference import RESNET_SPECS, FactSeg, ResNet
 
@@ -325,6 +325,7 @@ def main(argv=None):
     """Run the converter; returns the exit status (0 success, 1 bad input, 2 usage error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging()
     try:
         if args.command == 'factseg':
             if len(args.opts) % 2:
