@@ -15,7 +15,6 @@ logged step), VisualDL scalars (``visualdl --logdir MODEL_DIR``) and ``training_
 """
 import argparse
 import os
-import signal
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -23,12 +22,9 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-from simplecv.core.errors import CheckpointError, ConfigError, FactSegError  # noqa: E402
-from simplecv.core.graceful_stop import EXIT_CODES, GracefulStop  # noqa: E402
-from simplecv.util.logger import get_logger  # noqa: E402
-
-_logger = get_logger('factseg.train')
-DEFAULT_SEED = 2333
+from simplecv.core.errors import FactSegError  # noqa: E402
+from simplecv.engine.launcher import train_from_config  # noqa: E402
+from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """examples:
   # the official recipe (AMP O1) on one GPU
@@ -94,248 +90,6 @@ def parse_args(argv=None):
     return args
 
 
-def check_config(config, config_path, overrides=()):
-    """Check the parts of a config that training reads before anything is built.
-
-    Every section is strict (:func:`simplecv.core.config_check.check_training_config`); the
-    official keys that are accepted but not used are logged.
-
-    Raises:
-        ConfigError: an unknown key, a missing section or a bad ``train`` value, naming the key.
-    """
-    from simplecv.core.config_check import check_training_config, declared_unused
-
-    try:
-        check_training_config(config, overrides)
-    except ConfigError as error:
-        raise ConfigError('config %s: %s' % (config_path, error)) from None
-    for dotted, value, reason in declared_unused(config):
-        _logger.info('%s is accepted but not used: %s', dotted, reason)
-    train = config.train
-    if not isinstance(train.num_iters, int) or train.num_iters < 1:
-        raise ConfigError('train.num_iters must be a positive int, got %r' % (train.num_iters,))
-    if train.get('forward_times', 1) != 1:
-        raise ConfigError('train.forward_times=%r is not supported; only 1 (one batch per step)'
-                          % (train.forward_times,))
-    for key in ('log_interval_step', 'tensorboard_interval_step', 'save_ckpt_interval_epoch',
-                'save_ckpt_interval_iter'):
-        value = train.get(key)
-        if value is not None and (not isinstance(value, int) or value < 0):
-            raise ConfigError('train.%s must be an int >= 0, got %r' % (key, value))
-
-
-def find_resume_checkpoint(args, model_dir, resume_from_last):
-    """Return the checkpoint path to continue from, or None for a fresh run.
-
-    Raises:
-        CheckpointError: a named checkpoint is missing, or ``model_dir`` holds a run that must
-            not be overwritten.
-    """
-    from simplecv.core.checkpoint import checkpoint_name, last_checkpoint
-
-    if args.resume is not None:
-        if not os.path.isfile(args.resume):
-            raise CheckpointError('--resume %s: no such file' % args.resume)
-        return args.resume
-    if args.resume_iter is not None:
-        path = os.path.join(model_dir, checkpoint_name(args.resume_iter))
-        if not os.path.isfile(path):
-            raise CheckpointError('--resume_iter %d: %s does not exist' % (args.resume_iter, path))
-        return path
-    last = last_checkpoint(model_dir)
-    if last is not None and not resume_from_last:
-        raise CheckpointError('%s already holds a run (last checkpoint %s) and train.resume_from_last is False; '
-                              'choose an empty --model_dir or allow resuming' % (model_dir, last))
-    return last
-
-
-def _config_name(config_path):
-    """Return the dotted name of a config given by name or by path (``'isaid.factseg'``)."""
-    from simplecv.core.config import CONFIG_ROOT, config_file
-
-    rel = os.path.relpath(config_file(config_path), CONFIG_ROOT)
-    return config_path if rel.startswith('..') else rel[:-len('.py')].replace(os.sep, '.')
-
-
-def _architecture(config):
-    """The model section without the encoder's initial-weights file, which does not change the model."""
-    model = config.model.to_dict()
-    encoder = model.get('params', {}).get('resnet_encoder')
-    if isinstance(encoder, dict):
-        model['params']['resnet_encoder'] = {k: v for k, v in encoder.items() if k != 'pretrained'}
-    return model
-
-
-def _announce_backbone(config, resuming):
-    """Log where the encoder's initial weights come from; loudly when it is trained from scratch."""
-    encoder = config.model.params.get('resnet_encoder')
-    if encoder is None:
-        return
-    if resuming:
-        # The checkpoint overwrites every weight: the ImageNet file is not needed.
-        encoder.pretrained = False
-    elif not encoder.get('pretrained'):
-        _logger.warning('!' * 72)
-        _logger.warning('TRAINING FROM SCRATCH: model.params.resnet_encoder.pretrained is False, so the '
-                        'encoder starts from random weights, not ImageNet. Expect much lower accuracy '
-                        'than the paper on iSAID.')
-        _logger.warning('!' * 72)
-    else:
-        _logger.info('encoder initialised from %s', encoder.pretrained)
-
-
-def _use_sync_bn(model, config, world_size):
-    import paddle
-
-    if world_size < 2 or not config.train.get('apex_sync_bn', False):
-        return model
-    if paddle.get_device().startswith('cpu'):
-        _logger.warning('train.apex_sync_bn: SyncBatchNorm has no CPU kernel; each process normalises its own '
-                        'batch')
-        return model
-    _logger.info('SyncBatchNorm over %d processes', world_size)
-    return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-
-def _checkpoint_interval(train, steps_per_epoch):
-    if train.get('save_ckpt_interval_iter') is not None:
-        return train.save_ckpt_interval_iter
-    return train.get('save_ckpt_interval_epoch', 1) * steps_per_epoch
-
-
-def _prepare_model_dir(model_dir):
-    """Check that ``model_dir`` can be written, remove temporaries of killed runs, start ``train.log``.
-
-    Raises:
-        OutputError: the folder cannot be created or written (read-only, full).
-    """
-    import logging
-
-    from simplecv.util.output_guard import GuardedFileHandler, check_writable, remove_stale_temporaries
-
-    check_writable(model_dir)
-    handler = GuardedFileHandler(os.path.join(model_dir, 'train.log'))
-    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s', '%Y-%m-%d %H:%M:%S'))
-    get_logger().addHandler(handler)
-    for name in remove_stale_temporaries(model_dir):
-        _logger.warning('removed %s, left by a run that was killed while writing it', os.path.join(model_dir, name))
-    return handler
-
-
-def train(args):
-    """Build everything from ``args`` and train; return 0, or 130/143 when stopped by Ctrl-C/SIGTERM.
-
-    Raises:
-        FactSegError: bad config, data, checkpoint or model_dir (the message says what to fix).
-    """
-    from simplecv.api.infer_tool import build_config
-    from simplecv.core.checkpoint import check_compatible, config_digest, read_checkpoint_info
-
-    config = build_config(args.config_path, args.opts)
-    check_config(config, args.config_path, (args.opts or [])[0::2])
-    model_dir = args.model_dir
-    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-        raise ConfigError('--model_dir %s is a file, not a folder' % model_dir)
-    config_name = _config_name(args.config_path)
-    digest = config_digest(_architecture(config))
-    info = read_checkpoint_info(model_dir) if os.path.isdir(model_dir) else None
-    if info is not None:
-        check_compatible(info, config_name, digest, model_dir)
-    resume_path = find_resume_checkpoint(args, model_dir, config.train.get('resume_from_last', True))
-
-    import paddle
-
-    if args.cpu or not paddle.device.is_compiled_with_cuda():
-        paddle.set_device('cpu')
-    world_size = paddle.distributed.get_world_size()
-    if world_size > 1:
-        paddle.distributed.init_parallel_env()
-    rank = paddle.distributed.get_rank()
-    state = None if resume_path is None else _resume_state(resume_path, args.resume_iter, config_name, digest)
-    log_handler = None
-    if rank == 0:
-        log_handler = _prepare_model_dir(model_dir)
-    try:
-        _logger.info('config %s, overrides %s\n%s', args.config_path, args.opts or [], _format_config(config))
-        _announce_backbone(config, state is not None)
-        trainer, loader = _build_trainer(args, config, world_size, rank, state_info=dict(
-            config_name=config_name, config_digest=digest))
-        if state is not None:
-            trainer.load_state_dict(state, source=resume_path)
-            _logger.info('resumed from %s at step %d', resume_path, trainer.global_step)
-        with GracefulStop(trainer) as stop:
-            trainer.train(loader)
-    finally:
-        if log_handler is not None:
-            get_logger().removeHandler(log_handler)
-            log_handler.close()
-    if trainer.stopped_early:
-        name = signal.Signals(stop.received).name if stop.received else 'a stop on another process'
-        _logger.warning('stopped by %s at step %d of %d; run the same command again to continue', name,
-                        trainer.global_step, trainer.num_iters)
-        return stop.exit_code or EXIT_CODES[signal.SIGINT]
-    return 0
-
-
-def _resume_state(path, resume_iter, config_name, digest):
-    """Load the checkpoint to continue from and check that it belongs to this run.
-
-    Raises:
-        CheckpointError: another config, another step than ``--resume_iter``, or weights only.
-    """
-    from simplecv.core.checkpoint import check_compatible, load_checkpoint
-
-    state = load_checkpoint(path)
-    check_compatible(state, config_name, digest, path)
-    if resume_iter is not None and int(state.get('global_step', -1)) != resume_iter:
-        raise CheckpointError('%s is at step %s, not --resume_iter %d' % (path, state.get('global_step'), resume_iter))
-    if 'opt' not in state:
-        raise CheckpointError('%s holds model weights only (no optimizer state or step), so training cannot continue '
-                              'from it exactly; resume from a checkpoint written by apex_train.py' % path)
-    return state
-
-
-def _build_trainer(args, config, world_size, rank, state_info):
-    """Build model, optimizer, schedule, AMP, data loader, hooks (rank 0) and the trainer, in SimpleCV's order."""
-    import paddle
-
-    from simplecv.core import registry
-    from simplecv.core.trainer import (CheckpointHook, LoggerHook, PlotHook, Trainer, VisualDLHook, prepare_amp,
-                                       unwrap_model)
-    from simplecv.opt import make_learning_rate, make_optimizer
-
-    registry.populate()
-    train_cfg = config.train
-    paddle.seed(train_cfg.get('seed', DEFAULT_SEED))
-    model = _use_sync_bn(registry.MODEL[config.model.type](config.model.params), config, world_size)
-    lr_schedule = make_learning_rate(config.learning_rate)
-    optimizer = make_optimizer(config.optimizer, model.parameters(), lr_schedule.base_lr)
-    model, optimizer, scaler = prepare_amp(model, optimizer, args.opt_level, args.amp_dtype)
-    if world_size > 1:
-        model = paddle.DataParallel(model)
-    loader = registry.DATALOADER[config.data.train.type](config.data.train.params)
-    hooks = []
-    if rank == 0:
-        hooks = [LoggerHook(train_cfg.get('log_interval_step', 50), args.model_dir),
-                 CheckpointHook(args.model_dir, _checkpoint_interval(train_cfg, len(loader))),
-                 VisualDLHook(args.model_dir, train_cfg.get('tensorboard_interval_step', 100)),
-                 PlotHook(args.model_dir, title='%s (%s)' % (args.config_path, os.path.basename(args.model_dir)))]
-    trainer = Trainer(model, optimizer, lr_schedule, train_cfg.num_iters, args.opt_level, args.amp_dtype, scaler,
-                      hooks, state_info)
-    _logger.info('%d process(es) x batch %s, %d steps per epoch, %d steps (~%.1f epochs), AMP %s%s, %d trainable '
-                 'parameters', world_size, config.data.train.params.get('batch_size'), len(loader),
-                 train_cfg.num_iters, train_cfg.num_iters / max(len(loader), 1), args.opt_level,
-                 '' if args.opt_level == 'O0' else ' ' + args.amp_dtype,
-                 sum(int(p.size) for p in unwrap_model(model).parameters() if not p.stop_gradient))
-    return trainer, loader
-
-
-def _format_config(config):
-    import pprint
-
-    return pprint.pformat(config.to_dict(), width=110, sort_dicts=False)
-
-
 def main(argv=None):
     """Run training from the command line; returns the exit status.
 
@@ -344,8 +98,10 @@ def main(argv=None):
     traceback); 130 or 143: stopped by Ctrl-C or SIGTERM after saving a checkpoint.
     """
     args = parse_args(argv)
+    configure_logging()
     try:
-        return train(args)
+        return train_from_config(args.config_path, args.model_dir, args.opts, args.opt_level, args.amp_dtype,
+                                 args.resume, args.resume_iter, args.cpu)
     except FactSegError as error:
         sys.stderr.write('apex_train.py: error: %s\n' % error)
         return 2

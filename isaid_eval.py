@@ -29,26 +29,18 @@ for GeoTIFF inputs a single-band GeoTIFF with the same CRS and transform and a c
 Predict-only runs also write ``<name>_label.png`` (plain 8-bit labels).
 """
 import argparse
-import glob
-import json
 import os
-import re
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-from simplecv.core.errors import CheckpointError, ConfigError, DataError, FactSegError  # noqa: E402
+from simplecv.core.errors import FactSegError  # noqa: E402
 from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.eval')
-_CHECKPOINT_EXTENSIONS = ('.pdparams',)
 
 EPILOG = """examples:
   # the official evaluation (iSAID val, official settings)
@@ -138,155 +130,6 @@ def parse_args(argv=None):
     return args
 
 
-def find_checkpoints(ckpt_path):
-    """Resolve ``--ckpt_path`` (file, folder or glob) to checkpoint files, by training step.
-
-    Raises:
-        CheckpointError: nothing matches.
-    """
-    if os.path.isfile(ckpt_path):
-        return [ckpt_path]
-    if os.path.isdir(ckpt_path):
-        paths = [os.path.join(ckpt_path, f) for f in os.listdir(ckpt_path) if f.endswith(_CHECKPOINT_EXTENSIONS)]
-        where = 'folder %s has no %s files' % (ckpt_path, ' / '.join('*' + e for e in _CHECKPOINT_EXTENSIONS))
-    else:
-        paths = [p for p in glob.glob(ckpt_path) if os.path.isfile(p)]
-        where = 'no file matches %s' % ckpt_path
-    if not paths:
-        raise CheckpointError('--ckpt_path: %s; give a checkpoint file, a folder of checkpoints or a glob'
-                              % where)
-    return sorted(paths, key=_step_key)
-
-
-def _step_key(path):
-    numbers = re.findall(r'\d+', os.path.basename(path))
-    return (int(numbers[-1]) if numbers else -1, os.path.basename(path))
-
-
-def list_items(args):
-    """Every image (and mask) to process, checked before any model is built.
-
-    Returns:
-        list: :class:`simplecv.io.pairs.ImagePair` objects, listed and checked as training does.
-    """
-    from data.isaid import list_isaid_pairs
-
-    return list_isaid_pairs(args.image_dir, args.mask_dir, args.mask_format)
-
-
-def _prepare_output_dir(path, what):
-    if path is None:
-        return
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as error:
-        raise DataError('cannot create %s %s: %s' % (what, path, error)) from None
-
-
-def _class_names(num_classes):
-    from data.isaid import CLASS_NAMES
-
-    return CLASS_NAMES if num_classes == len(CLASS_NAMES) else tuple('class_%d' % i for i in range(num_classes))
-
-
-def evaluate_checkpoint(args, ckpt_path, items, config, vis_dir):
-    """Evaluate (or predict with) one checkpoint over ``items``; returns the result dict."""
-    from tqdm import tqdm
-
-    from data.isaid import COLOR_MAP
-    from simplecv.api.infer_tool import build_and_load_from_file
-    from simplecv.inference.fast_path import build_forward
-    from simplecv.inference.sliding_window import SlidingWindowPredictor, normalization_from_config
-    from simplecv.metric.miou import MeanIoU
-    from simplecv.io.writers import GeoTiffLabelWriter, save_label_png, save_palette_png
-
-    model, global_step = build_and_load_from_file(args.config_path, ckpt_path, args.opts)
-    num_classes = int(config.model.params.get('num_classes', 16))
-    mean, std = normalization_from_config(config)
-    forward = build_forward(model, args.backend, args.amp, cache_dir=args.cache_dir, config=config.model)
-    predictor = SlidingWindowPredictor(forward, args.patch_size, args.stride, mean, std,
-                                       batch_size=args.batch_size, tta=args.tta)
-    metric = MeanIoU(num_classes, _class_names(num_classes)) if args.mask_dir else None
-    total = sum(len(predictor.windows(item.height, item.width)) for item in items)
-    _LOGGER.info('%s (step %s): %d images, %d windows of %d px, stride %d, batch %d, backend %s',
-                 ckpt_path, global_step, len(items), total, args.patch_size, args.stride, args.batch_size,
-                 forward.name)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(2) as writer, \
-            tqdm(total=total, unit='win', desc=os.path.basename(ckpt_path), dynamic_ncols=True) as bar:
-        pending = reader.submit(items[0].open)
-        saves = []
-        for index, item in enumerate(items):
-            image, mask = pending.result()
-            if index + 1 < len(items):
-                pending = reader.submit(items[index + 1].open)
-            bar.set_postfix_str(item.name)
-            geo_writer = None
-            if vis_dir is not None and item.geotiff:
-                geo_writer = GeoTiffLabelWriter(os.path.join(vis_dir, item.name + '.tif'), item.height, item.width,
-                                                image.profile, COLOR_MAP)
-            labels = [] if vis_dir is not None and not item.geotiff else None
-            window_tops = predictor.windows(item.height, item.width)[:, 1]
-            done = 0
-            for y1, y2, band in predictor.predict_bands(image):
-                if metric is not None:
-                    metric.update(mask.read_rows(y1, y2), band)
-                if geo_writer is not None:
-                    geo_writer.write_rows(y1, band)
-                if labels is not None:
-                    labels.append(band)
-                covered = int((window_tops < y2).sum())
-                bar.update(covered - done)
-                done = covered
-            image.close()
-            if mask is not None:
-                mask.close()
-            if geo_writer is not None:
-                geo_writer.close()
-            if labels is not None:
-                label = np.concatenate(labels, axis=0)
-                saves.append(writer.submit(save_palette_png, os.path.join(vis_dir, item.name + '.png'),
-                                           label, COLOR_MAP))
-                if args.mask_dir is None:
-                    saves.append(writer.submit(save_label_png, os.path.join(vis_dir, item.name + '_label.png'), label))
-        for save in saves:
-            save.result()
-    seconds = time.perf_counter() - start
-    backend = forward.name if getattr(forward, 'fallback', None) is None else 'dygraph (onednn fell back)'
-    if hasattr(forward, 'close'):
-        forward.close()
-    result = dict(checkpoint=ckpt_path, global_step=global_step, num_images=len(items), num_windows=total,
-                  seconds=round(seconds, 3), windows_per_second=round(total / max(seconds, 1e-9), 4),
-                  backend=backend,
-                  patch_size=args.patch_size, stride=args.stride, batch_size=args.batch_size, tta=args.tta,
-                  amp=args.amp)
-    if metric is not None:
-        result.update(metric.to_dict())
-        result['table'] = metric.table()
-        _LOGGER.info('%s (step %s)\n%s', ckpt_path, global_step, result['table'])
-    return result
-
-
-def _write_logs(log_dir, result):
-    stem = os.path.splitext(os.path.basename(result['checkpoint']))[0]
-    with open(os.path.join(log_dir, 'eval_%s.txt' % stem), 'w') as stream:
-        stream.write('checkpoint %s (global step %s), %d images\n%s\n'
-                     % (result['checkpoint'], result['global_step'], result['num_images'], result['table']))
-    with open(os.path.join(log_dir, 'eval_%s.json' % stem), 'w') as stream:
-        json.dump({k: v for k, v in result.items() if k != 'table'}, stream, indent=1)
-    try:
-        from visualdl import LogWriter
-    except ImportError:
-        _LOGGER.warning('visualdl is not installed: no scalars written to %s', log_dir)
-        return
-    step = result['global_step'] if isinstance(result['global_step'], int) else 0
-    with LogWriter(logdir=log_dir) as writer:
-        for tag, value in [('eval-miou/miou', result['miou']), ('eval-miou/miou-fg', result['miou_fg'])] + [
-                ('eval-ious/%s' % name, iou) for name, iou in result['iou'].items()]:
-            if value is not None:
-                writer.add_scalar(tag=tag, value=float(value), step=step)
-
-
 def main(argv=None):
     """Run the evaluation; returns one result dict per checkpoint (see the module docstring).
 
@@ -300,48 +143,22 @@ def main(argv=None):
     configure_logging()
     import paddle
 
+    from simplecv.api.infer_tool import build_config
+    from simplecv.engine.checkpoint_evaluation import evaluate_checkpoints
+
     if args.device is not None:
         paddle.set_device(args.device)
-    if args.amp != 'none' and paddle.get_device() == 'cpu':
-        # Paddle 3.3's auto_cast leaves CPU kernels in float32 (bf16 output equals fp32 there).
-        raise ConfigError('--amp %s needs a GPU; on CPU the oneDNN backend is the fast path' % args.amp)
-    from simplecv.api.infer_tool import build_config
-
+    if paddle.distributed.get_world_size() > 1:
+        paddle.distributed.init_parallel_env()
     config = build_config(args.config_path, args.opts)
-    checkpoints = find_checkpoints(args.ckpt_path)
-    items = list_items(args)
-    _prepare_output_dir(args.vis_dir, '--vis_dir')
-    _prepare_output_dir(args.log_dir, '--log_dir')
-    results = []
-    for ckpt_path in checkpoints:
-        vis_dir = args.vis_dir
-        if vis_dir is not None and len(checkpoints) > 1:
-            vis_dir = os.path.join(vis_dir, os.path.splitext(os.path.basename(ckpt_path))[0])
-            _prepare_output_dir(vis_dir, '--vis_dir')
-        result = evaluate_checkpoint(args, ckpt_path, items, config, vis_dir)
-        if args.log_dir is not None and args.mask_dir is not None:
-            _write_logs(args.log_dir, result)
-        results.append(result)
-    if args.mask_dir is not None and len(results) > 1:
-        best = max(results, key=lambda r: -1.0 if r['miou'] is None else r['miou'])
-        lines = ['%-40s step %-8s mIoU %s  fg mIoU %s' % (
-            os.path.basename(r['checkpoint']), r['global_step'], _pct(r['miou']), _pct(r['miou_fg'])) for r in results]
-        _LOGGER.info('checkpoints:\n%s\nbest: %s (mIoU %s)', '\n'.join(lines), best['checkpoint'], _pct(best['miou']))
-        if args.log_dir is not None:
-            with open(os.path.join(args.log_dir, 'eval_summary.json'), 'w') as stream:
-                json.dump(dict(best=best['checkpoint'], best_miou=best['miou'], checkpoints=[
-                    {k: r[k] for k in ('checkpoint', 'global_step', 'miou', 'miou_fg')} for r in results]),
-                    stream, indent=1)
-    return results
-
-
-def _pct(value):
-    return 'n/a' if value is None else '%.2f' % (100 * value)
+    return evaluate_checkpoints(config, args.ckpt_path, args.image_dir, args.mask_dir, args.mask_format,
+                                args.vis_dir, args.log_dir, args.patch_size, args.stride, args.batch_size,
+                                args.backend, args.amp, args.tta, args.cache_dir)
 
 
 if __name__ == '__main__':
     try:
         main()
-    except (FactSegError, ConfigError) as error:
+    except FactSegError as error:
         sys.stderr.write('isaid_eval.py: error: %s\n' % error)
         sys.exit(2)

@@ -161,23 +161,19 @@ def _ours(args, weights_path):
     import numpy as np
     import paddle
 
-    from simplecv.core import registry
-    from simplecv.core.trainer import Trainer
-    from simplecv.opt import make_learning_rate, make_optimizer
+    from simplecv.engine.build import build_model, build_trainer
     from simplecv.util.state_dict import load_state_dict_strict
 
     config = _model_params(args.config_path)
-    registry.populate()
     paddle.set_device('cpu')
-    model = registry.MODEL[config.model.type](config.model.params)
+    model = build_model(config)
     with np.load(weights_path) as weights:
         load_state_dict_strict(model, dict(weights), source='the converted reference weights')
     clock = _PhaseClock()
     model.register_forward_pre_hook(clock.begin)
     model.register_forward_post_hook(clock.end)
-    schedule = make_learning_rate(config.learning_rate)
-    optimizer = _TimedOptimizer(make_optimizer(config.optimizer, model.parameters(), schedule.base_lr), clock)
-    trainer = Trainer(model, optimizer, schedule, num_iters=0)
+    trainer = build_trainer(config, model)
+    trainer.optimizer = _TimedOptimizer(trainer.optimizer, clock)
     loader = _OneBatchLoader(*make_batch(args.batch_size, args.size, config.model.params.num_classes, args.seed))
 
     def iteration():

@@ -488,7 +488,29 @@ class ISAIDSegmmDataLoader(paddle.io.DataLoader):
     Attributes:
         config (AttrDict): the merged config.
         dataset (ISAIDSegmmDataset): the data set.
+        CLASS_NAMES, COLORS: the 16 classes and their mask colours, for evaluation tables and pictures.
     """
+
+    CLASS_NAMES = CLASS_NAMES
+    COLORS = COLOR_MAP
+
+    @staticmethod
+    def evaluation_items(params):
+        """List and check the images and masks an evaluation of this data set reads.
+
+        Args:
+            params: ``image_dir``, ``mask_dir`` (None or empty: predict only) and optionally
+                ``mask_format`` (``'color'``, the default, or ``'label'``): a ``data.test.params``
+                block or the evaluator's folders.
+
+        Returns:
+            list: :class:`simplecv.io.pairs.ImagePair` objects, for :class:`simplecv.engine.evaluator.Evaluator`.
+
+        Raises:
+            DataError: a missing folder or mask, or a bad file (named, with the fix).
+        """
+        return list_isaid_pairs(params['image_dir'], params.get('mask_dir') or None,
+                                params.get('mask_format') or 'color')
 
     def __init__(self, config):
         self.config = AttrDict()

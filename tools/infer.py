@@ -7,7 +7,6 @@ or for GeoTIFF input a one-band ``<name>.tif`` keeping the CRS and transform.
 import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -59,56 +58,12 @@ def list_images(image_dir):
     return list_isaid_pairs(image_dir)
 
 
-def open_decoded(pair):
-    """Open an image and decode what must be decoded up front (a whole PNG); run in a reader thread.
-
-    Args:
-        pair: an :class:`simplecv.io.pairs.ImagePair` of :func:`list_images`.
-
-    Returns:
-        simplecv.io.images.RasterImage: with ``read_rows``.
-
-    Raises:
-        DataError: the file is gone or damaged.
-    """
-    return pair.open()[0]
-
-
-def predict_file(predictor, path, image, out_dir, colors, writer):
-    """Predict one opened image; its PNG outputs are written by ``writer`` (an executor).
-
-    Returns:
-        list: futures of the writes still running (empty for GeoTIFF, written by rows).
-    """
-    import numpy as np
-
-    from simplecv.io.images import is_geotiff
-    from simplecv.io.writers import GeoTiffLabelWriter, save_label_png, save_palette_png
-
-    name = os.path.splitext(os.path.basename(path))[0]
-    try:
-        if is_geotiff(path):
-            target = GeoTiffLabelWriter(os.path.join(out_dir, name + '.tif'), image.height, image.width,
-                                        image.profile, colors)
-            for y1, _, band in predictor.predict_bands(image):
-                target.write_rows(y1, band)
-            target.close()
-            return []
-        label = np.concatenate([band for _, _, band in predictor.predict_bands(image)], axis=0)
-    finally:
-        image.close()
-    return [writer.submit(save_palette_png, os.path.join(out_dir, name + '.png'), label, colors),
-            writer.submit(save_label_png, os.path.join(out_dir, name + '_label.png'), label)]
-
-
 def main(argv=None):
     """Predict; returns the exit status (0, or 2 with a message on stderr)."""
     args = parse_args(argv)
     configure_logging()
-    from tqdm import tqdm
-
     from simplecv.core.errors import FactSegError
-    from simplecv.inference.sliding_window import SlidingWindowPredictor
+    from simplecv.engine.evaluator import Evaluator
     from simplecv.inference.static_model import StaticModelForward
 
     try:
@@ -122,22 +77,12 @@ def main(argv=None):
         exported = info['input_shape'][2:]
         patch = args.patch_size or (exported[0] if exported[0] > 0 else 896)
         stride = args.stride or min(512, patch)
-        predictor = SlidingWindowPredictor(forward, patch, stride, info['mean'], info['std'],
-                                           batch_size=args.batch_size)
+        colors = [tuple(c) for c in info['colors']]
+        evaluator = Evaluator(forward, len(colors), patch, stride, info['mean'], info['std'], info.get('class_names'),
+                              colors, batch_size=args.batch_size)
         pairs = list_images(args.image_dir)
         os.makedirs(args.out_dir, exist_ok=True)
-        colors = [tuple(c) for c in info['colors']]
-        # The next image is decoded and the last one's PNGs written while the model runs.
-        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(2) as writer:
-            pending = reader.submit(open_decoded, pairs[0])
-            writes = []
-            for index, pair in enumerate(tqdm(pairs, unit='image', dynamic_ncols=True)):
-                image = pending.result()
-                if index + 1 < len(pairs):
-                    pending = reader.submit(open_decoded, pairs[index + 1])
-                writes += predict_file(predictor, pair.image_path, image, args.out_dir, colors, writer)
-            for write in writes:
-                write.result()
+        evaluator.run(pairs, args.out_dir, label_pngs=True, desc='predict')
     except (FactSegError, ValueError) as error:
         print('error: %s' % error, file=sys.stderr)
         return 2

@@ -1,10 +1,8 @@
-"""Build a model from a config name, and load a checkpoint into it, for evaluation and inference."""
-from simplecv.api.components import MODEL
-from simplecv.core.config import import_config
-from simplecv.util.logger import get_logger
-from simplecv.util.state_dict import load_state_dict_strict
+"""SimpleCV's inference helpers at their official import path: config by name, model, checkpoint.
 
-_logger = get_logger('factseg.infer')
+They call the library's builders (:mod:`simplecv.engine.build`), as training and evaluation do.
+"""
+from simplecv.core.config import import_config
 
 
 def build_config(config_path, opts=None):
@@ -24,20 +22,10 @@ def build_config(config_path, opts=None):
 
 
 def build_model(config, for_inference=True):
-    """Build ``config.model`` through the ``MODEL`` registry.
+    """Build ``config.model`` (see :func:`simplecv.engine.build.build_model`); in eval mode by default."""
+    from simplecv.engine.build import build_model as build
 
-    Args:
-        config: a full config (``AttrDict``) with ``model.type`` and ``model.params``.
-        for_inference: skip the ImageNet backbone file (every weight comes from a checkpoint
-            anyway) and return the model in eval mode.
-    """
-    params = config.model.params
-    if for_inference and 'resnet_encoder' in params:
-        params.resnet_encoder.pretrained = False
-    model = MODEL[config.model.type](params)
-    if for_inference:
-        model.eval()
-    return model
+    return build(config, for_inference)
 
 
 def build_from_file(config_path, opts=None):
@@ -62,11 +50,6 @@ def build_and_load_from_file(config_path, ckpt_path, opts=None):
         CheckpointError: missing or unreadable file, or keys/shapes that do not match the model
             (the message lists them).
     """
-    from simplecv.core.checkpoint import load_model_state
+    from simplecv.engine.build import build_and_load
 
-    model = build_from_file(config_path, opts)
-    state, global_step = load_model_state(ckpt_path)
-    load_state_dict_strict(model, state, source=ckpt_path)
-    model.eval()
-    _logger.info('loaded %s (global step %s) into %s', ckpt_path, global_step, config_path)
-    return model, global_step
+    return build_and_load(build_config(config_path, opts), ckpt_path)

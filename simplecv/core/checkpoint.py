@@ -8,7 +8,11 @@ A training checkpoint ``model_dir/model-<global_step>.pdparams`` is one ``paddle
 and ``model_dir/checkpoint_info.json`` names the newest one::
 
     {"last": "model-N.pdparams", "global_step": N, "checkpoints": {"N": "model-N.pdparams", ...},
-     "config_name": ..., "config_digest": ...}
+     "config_name": ..., "config_digest": ...,
+     "best": {"file": "model-best.pdparams", "global_step": N, "miou": 0.61}}
+
+``best`` appears once the in-training evaluation has scored a model: ``model-best.pdparams``
+holds the weights of the best-scoring step (``{'model', 'global_step', 'miou', ...}``).
 
 Every file is first written to a temporary name in the same folder, flushed to disk and then
 renamed over the target, so a crash or Ctrl-C at any moment leaves either the old or the new
@@ -31,6 +35,7 @@ from simplecv.util.logger import get_logger
 from simplecv.util.output_guard import writing
 
 CHECKPOINT_INFO = 'checkpoint_info.json'
+BEST_CHECKPOINT = 'model-best.pdparams'
 _logger = get_logger('factseg.checkpoint')
 _WRAPPER_PREFIXES = ('module.', '_layers.')
 
@@ -103,7 +108,9 @@ def read_checkpoint_info(model_dir):
     except (OSError, ValueError) as exc:
         raise CheckpointError('%s is unreadable (%s); it is not written by this trainer. Move it away to '
                               'start a new run in %s' % (path, exc, model_dir)) from None
-    if not isinstance(info, dict) or not isinstance(info.get('last'), str):
+    has_last = isinstance(info, dict) and isinstance(info.get('last'), str)
+    best_only = isinstance(info, dict) and 'last' not in info and isinstance(info.get('best'), dict)
+    if not (has_last or best_only):
         raise CheckpointError('%s has no "last" checkpoint name; it was not written by this trainer '
                               '(SimpleCV PyTorch runs write another layout). Use another --model_dir' % path)
     return info
@@ -116,7 +123,7 @@ def last_checkpoint(model_dir):
         CheckpointError: the pointer is broken or names a file that does not exist.
     """
     info = read_checkpoint_info(model_dir)
-    if info is None:
+    if info is None or 'last' not in info:
         return None
     path = os.path.join(model_dir, info['last'])
     if not os.path.isfile(path):
@@ -191,6 +198,43 @@ def save_checkpoint(model_dir, state):
             note = 'no earlier checkpoint exists'
         raise OutputError('%s; %s' % (error, note)) from None
     _logger.info('saved %s', path)
+    return path
+
+
+def best_entry(model_dir):
+    """Return the ``best`` entry of ``model_dir/checkpoint_info.json`` (``file``, ``global_step``, ``miou``) or None."""
+    info = read_checkpoint_info(model_dir) if os.path.isdir(model_dir) else None
+    return None if info is None else info.get('best')
+
+
+def save_best(model_dir, state, global_step, miou):
+    """Write ``model_dir/model-best.pdparams`` and record it as ``best`` in ``checkpoint_info.json``.
+
+    Both files are replaced atomically, the weights first, so the pointer never names a file
+    that is not complete.
+
+    Args:
+        model_dir: the run's folder.
+        state: ``{'model': state_dict, ...}`` plus ``config_name``/``config_digest``.
+        global_step: the step the weights are from.
+        miou: their score.
+
+    Returns:
+        str: the path of the best checkpoint.
+
+    Raises:
+        OutputError: the folder is full or read-only (the previous best and pointer are unchanged).
+    """
+    path = os.path.join(model_dir, BEST_CHECKPOINT)
+    state = dict(state, global_step=int(global_step), miou=float(miou))
+    with writing(path, 'best checkpoint'):
+        atomic_write(path, lambda tmp: paddle.save(state, tmp))
+    info = read_checkpoint_info(model_dir) or dict(config_name=state.get('config_name'),
+                                                   config_digest=state.get('config_digest'))
+    info['best'] = dict(file=BEST_CHECKPOINT, global_step=int(global_step), miou=float(miou))
+    info_path = os.path.join(model_dir, CHECKPOINT_INFO)
+    with writing(info_path, 'checkpoint pointer'):
+        atomic_write(info_path, _write_json(info))
     return path
 
 

@@ -26,7 +26,13 @@ TRAIN_KEYS = {
     'apex_sync_bn': 'SyncBatchNorm when several processes train (False)',
     'resume_from_last': 'continue from the checkpoint in --model_dir (True)',
     'seed': 'port: the seed of the model initialisation (2333)',
+    'eval_per_epoch': 'evaluate data.test after every epoch (False)',
+    'eval_after_train': 'evaluate data.test after the last step (False)',
+    'eval_interval_iter': 'port: steps between evaluations of data.test (0: none)',
 }
+# Keys of ``train`` holding a step or epoch count, where 0 means "never".
+_INTERVAL_KEYS = ('log_interval_step', 'tensorboard_interval_step', 'save_ckpt_interval_epoch',
+                  'save_ckpt_interval_iter', 'eval_interval_iter')
 
 
 def _false_only(value):
@@ -45,15 +51,9 @@ DECLARED = {
                             'train.apex_sync_bn'),
     'train.summary_grads': (_false_only, 'gradient histograms for TensorBoard are not ported'),
     'train.summary_weights': (_false_only, 'weight histograms for TensorBoard are not ported'),
-    'train.eval_per_epoch': (_false_only, 'belongs to the in-training evaluation, which is not available yet; '
-                                          'evaluate checkpoints with isaid_eval.py'),
-    'train.eval_after_train': (_false_only, 'belongs to the in-training evaluation, which is not available yet; '
-                                            'evaluate the last checkpoint with isaid_eval.py'),
     'train.half_bn': (_false_only, "apex's fp16 BatchNorm work-around for frozen BatchNorm is not needed with "
                                    'Paddle AMP'),
     'train.iterator_type': (lambda value: value == 'normal', "only SimpleCV's 'normal' iterator exists here"),
-    'data.test': (_any, 'belongs to the in-training evaluation, which is not available yet; its keys are checked '
-                        'but no loader is built'),
 }
 
 
@@ -140,6 +140,18 @@ def _check_train(check, train):
     for key, (accepts, reason) in declared.items():
         if key in train and not accepts(train[key]):
             raise ConfigError('train.%s=%r is not supported: %s' % (key, train[key], reason))
+    if isinstance(train.num_iters, bool) or not isinstance(train.num_iters, int) or train.num_iters < 1:
+        raise ConfigError('train.num_iters must be a positive int, got %r' % (train.num_iters,))
+    if train.get('forward_times', 1) != 1:
+        raise ConfigError('train.forward_times=%r is not supported; only 1 (one batch per step)'
+                          % (train.forward_times,))
+    for key in _INTERVAL_KEYS:
+        value = train.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError('train.%s must be an int >= 0, got %r' % (key, value))
+    for key in ('eval_per_epoch', 'eval_after_train'):
+        if not isinstance(train.get(key, False), bool):
+            raise ConfigError('train.%s must be True or False, got %r' % (key, train[key]))
 
 
 def _check_loader(check, section, where):

@@ -8,25 +8,20 @@ optimizer steps, and the global step grows by one. The learning rate of step ``g
 official one-step lag). A step whose gradients hold Inf or NaN is skipped and counted, with
 or without a loss scaler; it still counts as a step, as apex's skipped steps do.
 
-The loop knows no model names. Logging, checkpoints, VisualDL and the final plot are hooks
-(:class:`HookBase`) called ``before_train``, ``after_step`` and ``after_train``.
+The loop knows no model names. Logging, checkpoints, VisualDL, evaluation and the final plot are
+hooks (:class:`HookBase`, implemented in :mod:`simplecv.engine.hooks`) called ``before_train``,
+``after_step`` and ``after_train``.
 """
-import json
 import math
-import os
 import random
-import shutil
 import time
-from collections import deque
 
 import numpy as np
 import paddle
 
-from simplecv.core.checkpoint import (atomic_write, load_optimizer_state_by_name, optimizer_state_by_name,
-                                      save_checkpoint)
-from simplecv.core.errors import DataError, FactSegError, OutputError
+from simplecv.core.checkpoint import load_optimizer_state_by_name, optimizer_state_by_name
+from simplecv.core.errors import DataError, FactSegError
 from simplecv.util.logger import get_logger
-from simplecv.util.output_guard import low_space_warning, writing
 from simplecv.util.state_dict import load_state_dict_strict
 
 _logger = get_logger('factseg.train')
@@ -287,6 +282,12 @@ class Trainer:
             values = values / self.world_size
         return dict(zip(names, values.numpy().tolist()))
 
+    def enter_train_mode(self):
+        """Put the model in train mode (after an evaluation, for instance)."""
+        self.model.train()
+        # Paddle's Layer.train() does not call sublayers' train() overrides (e.g. frozen BatchNorm).
+        unwrap_model(self.model).train()
+
     def train(self, data_loader):
         """Train until ``global_step == num_iters`` (or a requested stop), continuing from ``global_step``.
 
@@ -309,9 +310,7 @@ class Trainer:
         elif self.global_step:
             _logger.warning('the data loader cannot skip to step %d; the data order restarts', self.global_step)
         self._stop_requested = False
-        self.model.train()
-        # Paddle's Layer.train() does not call sublayers' train() overrides (e.g. frozen BatchNorm).
-        unwrap_model(self.model).train()
+        self.enter_train_mode()
         for hook in self.hooks:
             hook.before_train(self)
         failure, stop = None, False
@@ -400,199 +399,3 @@ def _next_batch(batches):
         return None, None
     except FactSegError as error:
         return None, error
-
-
-class CheckpointHook(HookBase):
-    """Save the trainer's state every ``interval`` steps and at the end (see :mod:`simplecv.core.checkpoint`).
-
-    Args:
-        model_dir: output folder.
-        interval: steps between checkpoints (0 or None: only at the end).
-    """
-
-    def __init__(self, model_dir, interval):
-        self.model_dir = model_dir
-        self.interval = int(interval or 0)
-        self._saved_step = None
-
-    def before_train(self, trainer):
-        # The state at the start is either a checkpoint already or the untrained model: not saved again.
-        self._saved_step = trainer.global_step
-        # A checkpoint holds the weights and about as much optimizer state (SGD momentum), and the
-        # old file stays until the new one is complete.
-        weights = sum(int(v.size) * v.element_size() for v in unwrap_model(trainer.model).state_dict().values())
-        warning = low_space_warning(self.model_dir, 2 * weights, 'a checkpoint')
-        if warning:
-            _logger.warning(warning)
-
-    def after_step(self, trainer):
-        if self.interval and trainer.global_step % self.interval == 0:
-            self._save(trainer)
-
-    def after_train(self, trainer):
-        if self._saved_step != trainer.global_step:
-            self._save(trainer)
-
-    def _save(self, trainer):
-        save_checkpoint(self.model_dir, trainer.state_dict())
-        self._saved_step = trainer.global_step
-
-
-class LoggerHook(HookBase):
-    """Log a progress line every ``interval`` steps and append it to ``model_dir/train_log.jsonl``.
-
-    The line holds the losses averaged over the last ``interval`` steps (as SimpleCV's logger
-    smooths them), the learning rate and gradient norm of the last step, the average seconds per
-    step, samples per second and data time, and the ETA. The JSON-lines file (one record per
-    logged step) feeds :class:`PlotHook`; on resume the records after the resumed step are dropped.
-
-    Args:
-        interval: steps between lines.
-        model_dir: folder of ``train_log.jsonl``, or None for log lines only.
-    """
-
-    FILE_NAME = 'train_log.jsonl'
-
-    def __init__(self, interval, model_dir=None):
-        self.interval = max(int(interval), 1)
-        self.path = os.path.join(model_dir, self.FILE_NAME) if model_dir else None
-        self._window = deque(maxlen=self.interval)
-
-    def before_train(self, trainer):
-        self._window.clear()
-        if self.path and os.path.isfile(self.path):
-            kept = [r for r in read_train_log(self.path) if r['step'] <= trainer.global_step]
-            with writing(self.path, 'training log'):
-                atomic_write(self.path, lambda tmp: _write_lines(tmp, kept))
-        _logger.info('training from step %d to %d', trainer.global_step, trainer.num_iters)
-
-    def after_step(self, trainer):
-        result = trainer.last_step
-        self._window.append(result)
-        step = trainer.global_step
-        if step % self.interval and step != trainer.num_iters:
-            return
-        window = list(self._window)
-        step_time = sum(r.step_time for r in window) / len(window)
-        data_time = sum(r.data_time for r in window) / len(window)
-        samples = sum(r.batch_size for r in window) / max(sum(r.step_time for r in window), 1e-9)
-        losses = {name: sum(r.losses[name] for r in window) / len(window) for name in sorted(result.losses)}
-        _logger.info('step %d/%d  %s  lr %.6g  grad_norm %.3g  %.3f s/it  %.2f samples/s  data %.3f s  eta %s%s',
-                     step, trainer.num_iters, '  '.join('%s %.4f' % kv for kv in losses.items()), result.lr,
-                     result.grad_norm, step_time, samples, data_time,
-                     _format_seconds(step_time * (trainer.num_iters - step)),
-                     '  skipped %d' % trainer.skipped_steps if trainer.skipped_steps else '')
-        if self.path:
-            record = dict(step=step, loss=sum(losses.values()), lr=result.lr, grad_norm=result.grad_norm,
-                          s_per_iter=step_time, samples_per_s=samples, data_time=data_time,
-                          skipped_steps=trainer.skipped_steps, **losses)
-            with writing(self.path, 'training log'), open(self.path, 'a') as stream:
-                stream.write(json.dumps(record) + '\n')
-
-
-def read_train_log(path):
-    """Return the records of a ``train_log.jsonl`` file, skipping a torn last line."""
-    records = []
-    with open(path) as stream:
-        for line in stream:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
-
-
-def _write_lines(path, records):
-    with open(path, 'w') as stream:
-        stream.writelines(json.dumps(r) + '\n' for r in records)
-
-
-def _format_seconds(seconds):
-    seconds = int(round(seconds))
-    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
-
-
-class VisualDLHook(HookBase):
-    """Write loss, learning-rate and speed scalars for VisualDL (``visualdl --logdir model_dir``).
-
-    Args:
-        model_dir: log folder.
-        interval: steps between scalars (SimpleCV's ``tensorboard_interval_step``).
-    """
-
-    def __init__(self, model_dir, interval):
-        self.model_dir = model_dir
-        self.interval = max(int(interval), 1)
-        self._writer = None
-        self._written = 0
-
-    def before_train(self, trainer):
-        try:
-            from visualdl import LogWriter
-        except ImportError:
-            _logger.warning('visualdl is not installed: no scalars are written to %s', self.model_dir)
-            return
-        with writing(self.model_dir, 'VisualDL log'):
-            self._writer = LogWriter(logdir=self.model_dir)
-        # VisualDL creates the file with its first record.
-        self._written = os.path.getsize(self._writer.file_name) if os.path.exists(self._writer.file_name) else 0
-
-    def after_step(self, trainer):
-        if self._writer is None or trainer.global_step % self.interval:
-            return
-        result = trainer.last_step
-        scalars = dict(('loss/%s' % k, v) for k, v in result.losses.items())
-        scalars.update({'loss/total_loss': result.total_loss, 'train/lr': result.lr,
-                        'train/grad_norm': result.grad_norm, 'time/s_per_iter': result.step_time,
-                        'time/data_time': result.data_time, 'train/skipped_steps': trainer.skipped_steps})
-        finite = {tag: value for tag, value in scalars.items() if math.isfinite(value)}
-        for tag, value in finite.items():
-            self._writer.add_scalar(tag=tag, value=value, step=trainer.global_step)
-        if finite:
-            self._check_written()
-
-    def _check_written(self):
-        """Raise :class:`OutputError` when the records just added did not reach the file.
-
-        VisualDL writes in a background thread that only prints a warning when writing fails; its
-        ``flush`` waits for that thread, and the file must have grown.
-        """
-        path = self._writer.file_name
-        with writing(path, 'VisualDL log'):
-            self._writer.flush()
-        size = os.path.getsize(path) if os.path.exists(path) else 0
-        if size <= self._written:
-            free = shutil.disk_usage(self.model_dir).free
-            raise OutputError('cannot write the VisualDL log %s (its writer thread failed; %.0f MB free on that disk):'
-                              ' free space or choose another --model_dir' % (path, free / 2 ** 20))
-        self._written = size
-
-    def after_train(self, trainer):
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            with writing(writer.file_name, 'VisualDL log'):
-                writer.close()
-
-
-class PlotHook(HookBase):
-    """At the end, draw the logged loss and learning rate against the iteration to ``model_dir/training_curves.png``."""
-
-    FILE_NAME = 'training_curves.png'
-
-    def __init__(self, model_dir, title=None):
-        self.model_dir = model_dir
-        self.title = title
-
-    def after_train(self, trainer):
-        from simplecv.util.plot import plot_training_curves
-
-        log_path = os.path.join(self.model_dir, LoggerHook.FILE_NAME)
-        records = read_train_log(log_path) if os.path.isfile(log_path) else []
-        if not records:
-            return
-        path = os.path.join(self.model_dir, self.FILE_NAME)
-        with writing(path, 'training curves'):
-            atomic_write(path, lambda tmp: plot_training_curves([r['step'] for r in records],
-                                                                [r['loss'] for r in records],
-                                                                [r['lr'] for r in records], tmp, self.title))
-        _logger.info('training curves: %s', path)

@@ -37,7 +37,7 @@ import paddle
 from simplecv.api.preprocess.comm import THMeanStdNormalize
 from simplecv.core.errors import ConfigError
 from simplecv.data.sliding_window import sliding_window
-from simplecv.util.raster_io import ArrayImage
+from simplecv.io.images import ArrayImage
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -135,7 +135,7 @@ class SlidingWindowPredictor:
 
     Memory: besides the model, the carried sums of ``C x (kh - stride) x W`` float32, one
     window row of labels, at most two uint8 strips of ``kh x W x 3`` and a few batches; the
-    image is read by rows from a :class:`~simplecv.util.raster_io.RasterImage`, so a GeoTIFF
+    image is read by rows from a :class:`~simplecv.io.images.RasterImage`, so a GeoTIFF
     larger than memory works. Sums are kept on the CPU in NumPy, as the official evaluator does.
     """
 
@@ -185,7 +185,7 @@ class SlidingWindowPredictor:
         """Yield the prediction as row bands, top to bottom, as soon as they are final.
 
         Args:
-            source: a :class:`~simplecv.util.raster_io.RasterImage` (``height``, ``width``,
+            source: a :class:`~simplecv.io.images.RasterImage` (``height``, ``width``,
                 ``read_rows(y1, y2) -> (rows, W, 3) uint8``).
             with_probabilities: also yield the averaged probabilities of the band.
 

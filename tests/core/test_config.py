@@ -127,16 +127,16 @@ def test_official_configs_pass_and_declare_their_unused_keys():
     check_training_config(official)
     declared = {key: value for key, value, _ in declared_unused(official)}
     assert declared == {'train.distributed': True, 'train.sync_bn': False, 'train.summary_grads': False,
-                        'train.summary_weights': False, 'train.eval_per_epoch': False,
-                        'train.eval_after_train': False, 'data.test': official.data.test}
+                        'train.summary_weights': False}
     demo = import_config('isaid.factseg_demo')
     check_training_config(demo)
     assert declared_unused(demo) == []
 
 
 @pytest.mark.parametrize('key, value, message', [
-    ('train.eval_after_train', 'True', 'in-training evaluation, which is not available yet'),
-    ('train.eval_per_epoch', 'True', 'in-training evaluation, which is not available yet'),
+    ('train.eval_interval_iter', '-1', r'train.eval_interval_iter must be an int >= 0, got -1'),
+    ('train.eval_per_epoch', "'yes'", r"train.eval_per_epoch must be True or False, got 'yes'"),
+    ('train.forward_times', '2', 'only 1'),
     ('train.summary_grads', 'True', 'gradient histograms'),
     ('train.iterator_type', 'prefetch', "only SimpleCV's 'normal' iterator"),
     ('train.num_epochs', '3', 'set train.num_iters'),

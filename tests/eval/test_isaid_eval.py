@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import isaid_eval
+from simplecv.engine.checkpoint_evaluation import find_checkpoints
 from data.isaid import COLOR_MAP
 from simplecv.api.infer_tool import build_and_load_from_file, build_from_file
 from simplecv.core.errors import CheckpointError, DataError
@@ -205,9 +206,9 @@ def test_checkpoints_are_found_by_file_folder_or_glob_in_step_order(tmp_path):
     for name in ('model-60000.pdparams', 'model-5000.pdparams', 'model-10000.pdparams', 'notes.txt'):
         (tmp_path / name).write_bytes(b'')
     expected = [str(tmp_path / n) for n in ('model-5000.pdparams', 'model-10000.pdparams', 'model-60000.pdparams')]
-    assert isaid_eval.find_checkpoints(str(tmp_path)) == expected
-    assert isaid_eval.find_checkpoints(str(tmp_path / 'model-*0000.pdparams')) == expected[1:]
-    assert isaid_eval.find_checkpoints(expected[0]) == expected[:1]
+    assert find_checkpoints(str(tmp_path)) == expected
+    assert find_checkpoints(str(tmp_path / 'model-*0000.pdparams')) == expected[1:]
+    assert find_checkpoints(expected[0]) == expected[:1]
     os.makedirs(tmp_path / 'none')
     with pytest.raises(CheckpointError, match=r'has no \*.pdparams files'):
-        isaid_eval.find_checkpoints(str(tmp_path / 'none'))
+        find_checkpoints(str(tmp_path / 'none'))

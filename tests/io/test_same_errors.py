@@ -1,13 +1,12 @@
-"""The same bad file gives the same one-line DataError in training, in isaid_eval.py and in tools/infer.py."""
+"""The same bad file gives the same one-line DataError in training, in evaluation (isaid_eval.py, the
+in-training evaluation) and in tools/infer.py."""
 import os
-from argparse import Namespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import isaid_eval
-from data.isaid import COLOR_MAP, ISAIDSegmmDataset
+from data.isaid import COLOR_MAP, ISAIDSegmmDataLoader, ISAIDSegmmDataset
 from simplecv.core.errors import DataError
 from tools import infer
 
@@ -126,7 +125,7 @@ def _training(image_dir, mask_dir, mask_format):
 
 
 def _evaluation(image_dir, mask_dir, mask_format):
-    items = isaid_eval.list_items(Namespace(image_dir=image_dir, mask_dir=mask_dir, mask_format=mask_format))
+    items = ISAIDSegmmDataLoader.evaluation_items(dict(image_dir=image_dir, mask_dir=mask_dir, mask_format=mask_format))
     image, mask = items[0].open()
     if mask is not None:
         mask.read()
@@ -134,7 +133,7 @@ def _evaluation(image_dir, mask_dir, mask_format):
 
 def _inference(image_dir):
     pairs = infer.list_images(image_dir)
-    infer.open_decoded(pairs[0]).read()
+    pairs[0].open()[0].read()
 
 
 @pytest.mark.parametrize('fault, extension, mask_format', FAULTS, ids=[f[0].__name__ for f in FAULTS])
@@ -162,20 +161,20 @@ def test_good_files_read_alike_in_the_three_ways(tmp_path, extension):
     pixels, labels = dataset.read(0)
     decoded = np.asarray(Image.open(image).convert('RGB'))
     np.testing.assert_array_equal(pixels, decoded[:, :HEIGHT])
-    item_image, item_mask = isaid_eval.list_items(Namespace(image_dir=image_dir, mask_dir=mask_dir,
-                                                            mask_format='color'))[0].open()
+    item_image, item_mask = ISAIDSegmmDataLoader.evaluation_items(dict(image_dir=image_dir, mask_dir=mask_dir,
+                                                                       mask_format='color'))[0].open()
     np.testing.assert_array_equal(item_image.read()[:, :HEIGHT], pixels)
     np.testing.assert_array_equal(item_mask.read()[:, :HEIGHT], labels)
-    np.testing.assert_array_equal(infer.open_decoded(infer.list_images(image_dir)[0]).read(), decoded)
+    np.testing.assert_array_equal(infer.list_images(image_dir)[0].open()[0].read(), decoded)
 
 
 def test_file_removed_after_listing_same_message(tmp_path):
     image, mask = _split(str(tmp_path))
     image_dir, mask_dir = str(tmp_path / 'images'), str(tmp_path / 'masks')
     dataset = ISAIDSegmmDataset(image_dir, mask_dir, dict(patch_size=32, stride=16), cache_mb=0)
-    items = isaid_eval.list_items(Namespace(image_dir=image_dir, mask_dir=mask_dir, mask_format='color'))
+    items = ISAIDSegmmDataLoader.evaluation_items(dict(image_dir=image_dir, mask_dir=mask_dir, mask_format='color'))
     pairs = infer.list_images(image_dir)
     os.remove(image)
     training = _message(lambda: dataset.read(0))
     assert training.startswith('%s no longer exists' % image) and 'restore it' in training
-    assert _message(items[0].open) == _message(lambda: infer.open_decoded(pairs[0])) == training
+    assert _message(items[0].open) == _message(pairs[0].open) == training

@@ -22,8 +22,7 @@ def main(out_dir, num_iters):
     paddle.set_device('cpu')
     paddle.distributed.init_parallel_env()
     rank, world_size = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
-    trainer = tiny_trainer(num_iters, batch_norm=False)
-    trainer.model = paddle.DataParallel(trainer.model)
+    trainer = tiny_trainer(num_iters, batch_norm=False)  # wrapped in DataParallel by build_trainer
     trainer.train(tiny_loader(NUM_SAMPLES, GLOBAL_BATCH // world_size, rank, world_size))
     np.savez(os.path.join(out_dir, 'rank%d.npz' % rank), **parameters_of(trainer.model._layers))
 

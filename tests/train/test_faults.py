@@ -267,7 +267,8 @@ def test_visualdl_records_on_a_full_disk_stop_the_run(tmp_path):
     from types import SimpleNamespace
 
     from simplecv.core.errors import OutputError
-    from simplecv.core.trainer import StepResult, VisualDLHook
+    from simplecv.core.trainer import StepResult
+    from simplecv.engine.hooks import VisualDLHook
 
     folder = tmp_path / 'vdl'
     with small_disk(folder, 1) as mounted:

@@ -3,9 +3,9 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from simplecv.core.trainer import Trainer
+from simplecv.core.config import AttrDict
 from simplecv.data.sampler import StepBatchSampler
-from simplecv.opt import PolyLearningRate, make_optimizer
+from simplecv.engine.build import build_trainer
 
 NUM_SAMPLES, GLOBAL_BATCH = 16, 4  # the data-parallel test: 2 processes x 2 samples
 SGD_BLOCK = dict(type='sgd', params=dict(momentum=0.9, weight_decay=0.0001), grad_clip=dict(max_norm=35, norm_type=2))
@@ -56,12 +56,12 @@ def tiny_loader(num_samples=10, batch_size=4, rank=0, world_size=1):
 
 
 def tiny_trainer(num_iters, hooks=(), batch_norm=True, amp_level='O0', lr=0.1, seed=0):
-    """A :class:`Trainer` for :class:`TinySegmenter` with the official optimizer and a poly schedule."""
+    """A trainer for :class:`TinySegmenter` built as ``apex_train.py`` builds it: official optimizer, poly schedule."""
     paddle.seed(seed)
     model = TinySegmenter(batch_norm=batch_norm)
-    schedule = PolyLearningRate(base_lr=lr, power=0.9, max_iters=num_iters)
-    optimizer = make_optimizer(SGD_BLOCK, model.parameters(), schedule.base_lr)
-    return Trainer(model, optimizer, schedule, num_iters, amp_level=amp_level, hooks=hooks)
+    config = AttrDict(learning_rate=dict(type='poly', params=dict(base_lr=lr, power=0.9, max_iters=num_iters)),
+                      optimizer=SGD_BLOCK, train=dict(num_iters=num_iters))
+    return build_trainer(config, model, hooks, opt_level=amp_level)
 
 
 def parameters_of(model):

@@ -1,10 +1,9 @@
 """Step ``backward``: ten optimizer steps of the real training recipe give the same run in both frameworks.
 
-Paddle side: the project's own pieces, built from the optimizer block of
-``configs/isaid/factseg.py`` (SGD with momentum 0.9 and weight decay 1e-4 on every parameter,
-``ClipGradByGlobalNorm(35)``) by ``simplecv.opt.make_optimizer``, the ``poly`` schedule (power 0.9,
-with the official one-step lag) by ``simplecv.opt.make_learning_rate``, and each
-iteration run by ``simplecv.core.trainer.Trainer.run_step``. Reference: the official iteration
+Paddle side: the project's own pieces, built by ``simplecv.engine.build.build_trainer`` (as
+``apex_train.py`` builds them) from the optimizer block of ``configs/isaid/factseg.py`` (SGD with
+momentum 0.9 and weight decay 1e-4 on every parameter, ``ClipGradByGlobalNorm(35)``) and its
+``poly`` schedule (power 0.9, with the official one-step lag), and each iteration run by ``simplecv.core.trainer.Trainer.run_step``. Reference: the official iteration
 in torch (:class:`common.OfficialTrainLoop`: ``torch.optim.SGD``, ``clip_grad_norm_(35)`` after
 the backward pass, learning rate set after the step from the pre-increment step count).
 
@@ -110,30 +109,28 @@ def _scaled(model):
 
 def run(out_dir, options):
     """Run the step; see the module docstring. Returns a :class:`common.StepResult`."""
-    from simplecv.core.trainer import Trainer
-    from simplecv.opt import make_learning_rate, make_optimizer
+    from simplecv.engine.build import build_trainer
 
     common.prepare_torch()
     params = common.official_params() if options.full else common.demo_params()
     size = FULL_SIZE if options.full else SMALL_SIZE
     config = import_config('isaid.factseg')
-    lr_config = config.learning_rate.to_dict()
+    lr_config = config.learning_rate.params
     torch_model, paddle_model = common.make_twin_models(params, options.seed, DTYPE)
     batches = make_batches(size, ITERATIONS, options.seed)
     max_norm = float(config.optimizer.grad_clip.max_norm)
     first_norm = common.gradient_norm(torch_model, *batches[0])
     scales = [CLIP_FACTORS[i % len(CLIP_FACTORS)] * max_norm / first_norm for i in range(ITERATIONS)]
-    lr_config['params'].update(base_lr=lr_config['params']['base_lr'] / scales[0], max_iters=2 * ITERATIONS)
+    lr_config.update(base_lr=lr_config.base_lr / scales[0], max_iters=2 * ITERATIONS)
+    config.train.num_iters = ITERATIONS
     before = common.torch_state(torch_model)
 
-    schedule = make_learning_rate(lr_config)
     wrapped = _scaled(paddle_model)
-    optimizer = make_optimizer(config.optimizer, wrapped.parameters(), schedule.base_lr)
-    trainer = Trainer(wrapped, optimizer, schedule, ITERATIONS)
+    trainer = build_trainer(config, wrapped)
     wrapped.train()
     sgd = config.optimizer.params
-    loop = common.OfficialTrainLoop(torch_model, base_lr=lr_config['params']['base_lr'],
-                                    power=lr_config['params']['power'], max_iters=lr_config['params']['max_iters'],
+    loop = common.OfficialTrainLoop(torch_model, base_lr=lr_config.base_lr,
+                                    power=lr_config.power, max_iters=lr_config.max_iters,
                                     momentum=sgd.momentum, weight_decay=sgd.weight_decay, max_norm=max_norm)
     weight_names = [name for name, p in paddle_model.named_parameters() if not p.stop_gradient]
     resync = resynced(options)
@@ -183,7 +180,7 @@ def run(out_dir, options):
     notes = [
         '%d iterations, %s, batch %dx3x%dx%d, %s, loss x %s, base learning rate %.4g, %s' % (
             ITERATIONS, 'official ResNet-50' if options.full else 'factseg_demo model', BATCH, size, size, DTYPE,
-            ' / '.join('%.4g' % v for v in scales[:len(CLIP_FACTORS)]), lr_config['params']['base_lr'],
+            ' / '.join('%.4g' % v for v in scales[:len(CLIP_FACTORS)]), lr_config.base_lr,
             'Paddle weights reset to the reference\'s after every iteration' if resync else 'free-running'),
         'global gradient norms (reference, before clipping, limit %g): %s; clipped iterations %s'
         % (max_norm, np.round(norms, 2).tolist(), clipped),

@@ -8,8 +8,8 @@ normalisation) on 128-pixel patches (``--full``: 896, stride 512), batch 2, and 
 consumes the loader; every batch it receives is recorded, and the reference trains on exactly
 those arrays, in the same order.
 
-Paddle side: ``simplecv.core.trainer.Trainer.train`` with the optimizer and schedule built by
-``simplecv.opt`` from the demo config (SGD, momentum 0.9, weight decay 1e-4, global-norm clip
+Paddle side: ``simplecv.core.trainer.Trainer.train`` with the trainer built by
+``simplecv.engine.build.build_trainer`` from the demo config (SGD, momentum 0.9, weight decay 1e-4, global-norm clip
 35, poly with the one-step lag; ``max_iters`` = the run's length). Reference: the official
 iteration in torch (:class:`common.OfficialTrainLoop`). Model: the demo config's (``--full``:
 the official ResNet-50), float32, the twin weights of :func:`common.make_twin_models`.
@@ -83,8 +83,8 @@ def run(out_dir, options):
     """Run the step; see the module docstring. Returns a :class:`common.StepResult`."""
     from data.demo import generate_demo_dataset
     from simplecv.core.config import import_config
-    from simplecv.core.trainer import HookBase, Trainer
-    from simplecv.opt import make_learning_rate, make_optimizer
+    from simplecv.core.trainer import HookBase
+    from simplecv.engine.build import build_trainer
 
     common.prepare_torch()
     sizes = FULL if options.full else SMALL
@@ -95,10 +95,8 @@ def run(out_dir, options):
     params = common.official_params() if options.full else common.demo_params()
     torch_model, paddle_model = common.make_twin_models(params, options.seed)
 
-    lr_config = config.learning_rate.to_dict()
-    lr_config['params'].update(base_lr=BASE_LR, max_iters=ITERATIONS)
-    schedule = make_learning_rate(lr_config)
-    optimizer = make_optimizer(config.optimizer, paddle_model.parameters(), schedule.base_lr)
+    config.learning_rate.params.update(base_lr=BASE_LR, max_iters=ITERATIONS)
+    config.train.num_iters = ITERATIONS
     paddle_losses, paddle_lrs = [], []
 
     class Recorder(HookBase):
@@ -106,10 +104,10 @@ def run(out_dir, options):
             paddle_losses.append(trainer.last_step.total_loss)
             paddle_lrs.append(trainer.last_step.lr)
 
-    Trainer(paddle_model, optimizer, schedule, ITERATIONS, hooks=[Recorder()]).train(loader)
+    build_trainer(config, paddle_model, hooks=[Recorder()]).train(loader)
 
     sgd = config.optimizer.params
-    loop = common.OfficialTrainLoop(torch_model, base_lr=BASE_LR, power=lr_config['params']['power'],
+    loop = common.OfficialTrainLoop(torch_model, base_lr=BASE_LR, power=config.learning_rate.params.power,
                                     max_iters=ITERATIONS, momentum=sgd.momentum, weight_decay=sgd.weight_decay,
                                     max_norm=float(config.optimizer.grad_clip.max_norm))
     torch_losses, torch_lrs = [], []

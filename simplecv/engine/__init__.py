@@ -1,0 +1,1 @@
+"""The engine: builders from config, the training launcher, hooks and the evaluator."""
