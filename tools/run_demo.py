@@ -51,7 +51,7 @@ def main(argv=None):
     import apex_train
     import isaid_eval
     from data.demo import generate_demo_dataset
-    from simplecv.core.checkpoint import last_checkpoint
+    from simplecv.core.checkpoint import best_entry, last_checkpoint
     from simplecv.core.errors import FactSegError
 
     start = time.time()
@@ -66,7 +66,8 @@ def main(argv=None):
 
     print('[2/3] training %s into %s' % (CONFIG, args.out), flush=True)
     overrides = ['data.train.params.image_dir', train_images,
-                 'data.train.params.mask_dir', os.path.join(args.data, 'train', 'masks')] + list(args.opts or [])
+                 'data.train.params.mask_dir', os.path.join(args.data, 'train', 'masks'),
+                 'data.test.params.image_dir', val_images, 'data.test.params.mask_dir', val_masks] + list(args.opts or [])
     status = apex_train.main(['--config_path', CONFIG, '--model_dir', args.out] + overrides)
     if status != 0:
         return status
@@ -87,6 +88,10 @@ def main(argv=None):
     print('\nper-class IoU of %s (step %s) on %d demo val images:\n%s'
           % (checkpoint, result['global_step'], result['num_images'], result['table']))
     print('\nmIoU %s, foreground mIoU %s' % (_percent(result['miou']), _percent(result['miou_fg'])))
+    best = best_entry(args.out)
+    if best is not None:
+        print('best step during training: %d (mIoU %s), kept as %s'
+              % (best['global_step'], _percent(best['miou']), os.path.join(args.out, best['file'])))
     print('time: data %.0f s, training %.0f s, evaluation %.0f s, total %.0f s'
           % (data_seconds, train_seconds, eval_seconds, time.time() - start))
     print('training curves: %s' % os.path.join(args.out, 'training_curves.png'))

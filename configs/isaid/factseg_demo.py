@@ -6,8 +6,9 @@ with the official one-step lag); only what the demo changes is written below, to
 in about five minutes on two CPU cores: ResNet-18 trained from scratch (no ImageNet file
 needed), 64-channel FPNs, 32-channel decoders, 128-pixel patches, batch 8, a learning rate of
 0.03 (from-scratch training over few steps), 300 steps, and a ``train`` section of its own
-(iteration-based logging and checkpoints); the branch sections are written whole. Evaluate
-with 256-pixel windows at stride 128 (``data.test``; ``tools/run_demo.py`` does).
+(iteration-based logging and checkpoints, and an evaluation of the ``data.test`` validation split
+every 100 steps, which keeps ``model-best.pdparams``); the branch sections are written whole.
+Evaluate with 256-pixel windows at stride 128 (``data.test``; ``tools/run_demo.py`` does).
 """
 from data.isaid import RemoveColorMap
 from simplecv.api.preprocess import comm, segm
@@ -78,5 +79,6 @@ config = derive(import_config('isaid.factseg'), dict(
         log_interval_step=10,
         tensorboard_interval_step=10,
         save_ckpt_interval_iter=100,
+        eval_interval_iter=100,
     )),
 ))

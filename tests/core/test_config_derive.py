@@ -33,8 +33,10 @@ DEMO_BEFORE_DERIVE = dict(
                tensorboard_interval_step=10, save_ckpt_interval_iter=100),
     test=dict(),
 )
-# What the demo gains by deriving: official keys at the model's default values, and data.test.
+# What the demo gains by deriving: official keys at the model's default values, data.test and its
+# in-training evaluation.
 DEMO_ADDED = {
+    'train.eval_interval_iter': 100,
     'model.params.resnet_encoder.with_cp': (False, False, False, False),
     'model.params.resnet_encoder.stem3_3x3': False,
     'model.params.fbattention': dict(atttention=False, encode_channel=128),

@@ -8,8 +8,11 @@ What is asserted:
   gradients, and clipping, weight decay and the learning rate are applied once, after the average;
 * with ``apex_train.py`` on the test-sized demo config (FactSeg with BatchNorm, which on CPU is
   per process since SyncBatchNorm has no CPU kernel): the run finishes, rank 0 alone writes the
-  log and the checkpoints, and the weights are finite.
+  log and the checkpoints, and the weights are finite;
+* evaluation during training and ``isaid_eval.py`` share the images out between the processes
+  and sum the confusion matrices: the metric and the label maps are the single-process ones.
 """
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +20,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from simplecv.core.checkpoint import load_checkpoint, read_checkpoint_info
 from train_helpers import GLOBAL_BATCH, NUM_SAMPLES, parameters_of, tiny_loader, tiny_trainer, write_tiny_config
@@ -70,3 +74,53 @@ def test_apex_train_runs_data_parallel(tmp_path):
     assert state['global_step'] == 3
     assert all(np.isfinite(v.numpy()).all() for v in state['model'].values())
     assert len((model_dir / 'train_log.jsonl').read_text().splitlines()) == 3
+
+
+def test_in_training_evaluation_is_shared_by_the_processes(tmp_path):
+    """Both processes score their share of the validation images; rank 0 alone writes the record and the best."""
+    config = write_tiny_config(tmp_path, num_iters=2, num_images=2, batch_size=2, eval_every=2, num_val=3)
+    model_dir = tmp_path / 'run'
+    logs = launch([os.path.join(REPO_ROOT, 'apex_train.py'), '--cpu', '--config_path', config, '--model_dir',
+                   str(model_dir)], tmp_path)
+    for rank in range(2):
+        assert 'evaluation at step 2: mIoU' in (tmp_path / 'launch_logs' / ('workerlog.%d' % rank)).read_text()
+    records = [json.loads(line) for line in (model_dir / 'eval_log.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in records] == [2]
+    assert 'mIoU %.2f%%' % (100 * records[0]['miou']) in logs
+    best = read_checkpoint_info(str(model_dir))['best']
+    assert (best['global_step'], best['miou']) == (2, records[0]['miou'])
+
+
+def test_isaid_eval_on_two_processes_gives_the_single_process_result(tmp_path):
+    """Images shared out over 2 processes, confusion matrices summed: the same metric and the same label maps."""
+    import paddle
+
+    from simplecv.api.infer_tool import build_config
+    from simplecv.engine.build import build_model
+
+    config = write_tiny_config(tmp_path, num_images=1, num_val=3)
+    paddle.seed(5)
+    model = build_model(build_config(config), for_inference=True)
+    checkpoint = str(tmp_path / 'model-7.pdparams')
+    paddle.save({'model': model.state_dict(), 'global_step': 7}, checkpoint)
+    val = tmp_path / 'data' / 'val'
+
+    def arguments(out):
+        return ['--config_path', config, '--ckpt_path', checkpoint, '--image_dir', str(val / 'images'),
+                '--mask_dir', str(val / 'masks'), '--patch_size', '64', '--stride', '32', '--backend', 'dygraph',
+                '--device', 'cpu', '--log_dir', str(tmp_path / out), '--vis_dir', str(tmp_path / out / 'vis')]
+
+    single = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'isaid_eval.py')] + arguments('single'),
+                            cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT), capture_output=True,
+                            timeout=240)
+    assert single.returncode == 0, single.stderr.decode()[-3000:]
+    launch([os.path.join(REPO_ROOT, 'isaid_eval.py')] + arguments('shared'), tmp_path)
+    results = {out: json.loads((tmp_path / out / 'eval_model-7.json').read_text()) for out in ('single', 'shared')}
+    assert results['shared']['num_images'] == 3 and results['shared']['num_windows'] == results['single']['num_windows']
+    assert results['shared']['confusion_matrix'] == results['single']['confusion_matrix']
+    assert results['shared']['miou'] == results['single']['miou']
+    names = sorted(os.listdir(tmp_path / 'single' / 'vis'))
+    assert len(names) == 3 and names == sorted(os.listdir(tmp_path / 'shared' / 'vis'))
+    for name in names:
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'shared' / 'vis' / name)),
+                                      np.asarray(Image.open(tmp_path / 'single' / 'vis' / name)), err_msg=name)

@@ -85,17 +85,28 @@ config['data']['train']['params'].update(
                 segm.RandomRotate90K((0, 1, 2, 3)), segm.FixedPad((PATCH, PATCH), 255), segm.ToTensor(True),
                 comm.THMeanStdNormalize((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))])
 config['learning_rate']['params'].update(max_iters={num_iters})
-config['train'].update(num_iters={num_iters}, log_interval_step=1, save_ckpt_interval_iter={save_every})
+config['train'].update(num_iters={num_iters}, log_interval_step=1, save_ckpt_interval_iter={save_every},
+                       eval_interval_iter={eval_every}, eval_after_train={eval_after_train})
+config['data']['test']['params'].update(image_dir={val_image_dir!r}, mask_dir={val_mask_dir!r},
+                                        patch_config=dict(patch_size=PATCH, stride=PATCH // 2))
 '''
 
 
-def write_tiny_config(folder, num_iters=6, batch_size=2, patch=64, num_images=2, image_size=128, save_every=0):
-    """Write demo data and a test-sized demo config into ``folder``; return the config path."""
+def write_tiny_config(folder, num_iters=6, batch_size=2, patch=64, num_images=2, image_size=128, save_every=0,
+                      eval_every=0, eval_after_train=False, num_val=1):
+    """Write demo data (``num_images`` training, ``num_val`` validation images) and a test-sized demo config.
+
+    The validation split is ``data.test`` (windows of ``patch`` at stride ``patch // 2``), evaluated
+    every ``eval_every`` steps (0: never) and after training when ``eval_after_train``. Returns
+    the config path.
+    """
     from data.demo import generate_demo_dataset
 
-    image_dir, mask_dir = generate_demo_dataset(str(folder / 'data'), num_images, 0, (image_size, image_size),
-                                                seed=1)['train']
+    folders = generate_demo_dataset(str(folder / 'data'), num_images, num_val, (image_size, image_size), seed=1)
+    (image_dir, mask_dir), (val_image_dir, val_mask_dir) = folders['train'], folders['val']
     path = folder / 'tiny_demo.py'
     path.write_text(TINY_CONFIG.format(patch=patch, image_dir=image_dir, mask_dir=mask_dir, batch_size=batch_size,
-                                       num_iters=num_iters, save_every=save_every))
+                                       num_iters=num_iters, save_every=save_every, eval_every=eval_every,
+                                       eval_after_train=eval_after_train, val_image_dir=val_image_dir,
+                                       val_mask_dir=val_mask_dir))
     return str(path)
