@@ -11,7 +11,9 @@ exactly where the last checkpoint left off. Ctrl-C or SIGTERM finishes the curre
 stops; a sample that fails to load stops the run after saving the last complete step.
 
 Outputs in ``--model_dir``: checkpoints, ``train.log``, ``train_log.jsonl`` (one record per
-logged step), VisualDL scalars (``visualdl --logdir MODEL_DIR``) and ``training_curves.png``.
+logged step), VisualDL scalars (``visualdl --logdir MODEL_DIR``) and ``training_curves.png``; with
+``train.eval_interval_iter``/``eval_per_epoch``/``eval_after_train``, ``eval_log.jsonl`` and
+``model-best.pdparams``. Everything is done by :func:`simplecv.engine.launcher.train_from_config`.
 """
 import argparse
 import os
