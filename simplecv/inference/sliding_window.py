@@ -160,8 +160,13 @@ class SlidingWindowPredictor:
                              % (self.stride, self.patch_size))
 
     def windows(self, height, width):
-        """The ``(K, 4)`` windows ``(x1, y1, x2, y2)`` of an image, in processing order."""
-        return sliding_window((height, width), self.patch_size, self.stride)
+        """The ``(K, 4)`` windows ``(x1, y1, x2, y2)`` of an image, in processing order.
+
+        The official row-major order, except that the last two window rows are interleaved
+        (:func:`_interleave_last_rows`): each pixel still receives its windows in the official
+        order, and the sums those two rows share need not be held across the whole width.
+        """
+        return _interleave_last_rows(sliding_window((height, width), self.patch_size, self.stride))
 
     def predict(self, image, with_probabilities=False):
         """Predict a whole in-memory image.
@@ -206,25 +211,42 @@ class SlidingWindowPredictor:
         for x1, x2 in np.unique(windows[:, [0, 2]], axis=0):
             col_count[x1:x2] += 1
         next_top = dict(zip(tops.tolist(), tops[1:].tolist() + [height]))
-        sweep = None
+        previous_top = dict(zip(tops[1:].tolist(), tops[:-1].tolist()))
+        remaining = dict(zip(*(v.tolist() for v in np.unique(windows[:, 1], return_counts=True))))
+        # At most two rows are open at once (the last two, interleaved); a row's carry is handed
+        # to the next row when that row opens, while the row may still be adding to it.
+        sweeps = {}
+        carries = {}
         for x1, y1, x2, y2, out in self._window_outputs(source, windows):
-            if sweep is None or y1 != sweep.top:
-                carry = None
-                if sweep is not None:
-                    yield sweep.finish()
-                    carry = sweep.carry
-                sweep = _RowSweep(y1, next_top[y1], y1 + kh, width, out.shape[0], carry,
-                                  row_count, col_count, with_probabilities)
+            sweep = sweeps.get(y1)
+            if sweep is None:
+                above = previous_top.get(y1)
+                carry = sweeps[above].carry if above in sweeps else carries.pop(above, None)
+                sweep = sweeps[y1] = _RowSweep(y1, next_top[y1], y1 + kh, width, out.shape[0], carry,
+                                               row_count, col_count, with_probabilities)
             sweep.add(x1, x2, out)
-        yield sweep.finish()
+            del out
+            remaining[y1] -= 1
+            if not remaining[y1]:
+                del sweeps[y1]
+                if y1 != tops[-1] and next_top[y1] not in sweeps:
+                    carries[y1] = sweep.carry
+                band = sweep.finish()
+                sweep = None
+                yield band
 
     def _window_outputs(self, source, windows):
         """Yield ``(x1, y1, x2, y2, (C, y2 - y1, x2 - x1) float32 ndarray)`` in window order."""
         for batch_windows, batch in self._batches(source, windows):
             out = self._forward(batch)
             out = out.numpy() if isinstance(out, paddle.Tensor) else np.asarray(out)
-            for k, (x1, y1, x2, y2) in enumerate(batch_windows.tolist()):
-                yield x1, y1, x2, y2, out[k, :, :y2 - y1, :x2 - x1]
+            windows_here = batch_windows.tolist()
+            for k, (x1, y1, x2, y2) in enumerate(windows_here):
+                window = out[k, :, :y2 - y1, :x2 - x1]
+                if k + 1 == len(windows_here):
+                    out = None   # the batch is freed once its last window has been added
+                yield x1, y1, x2, y2, window
+                window = None
 
     def _forward(self, batch):
         with paddle.no_grad():
@@ -357,6 +379,33 @@ class _RowSweep:
         return self.top, bottom, self.labels
 
 
+def _interleave_last_rows(windows):
+    """Row-major ``windows`` with the last two window rows interleaved, each pixel's order kept.
+
+    A pixel of the last row must receive every window of the row above that covers it before
+    any window of the last row: window ``j`` of the last row is therefore placed right after the
+    last window of the row above that starts left of its right edge. Then the sums the two rows
+    share (``kh - step`` rows, up to ``kh - 1`` when the last row is shifted to end on the
+    border: 864 rows for a 4000-pixel-high image, 896-pixel windows and stride 512) are held over
+    about two windows' width instead of the whole width (16 x 864 x 13000 float32 = 0.72 GB).
+    """
+    tops = np.unique(windows[:, 1])
+    if len(tops) < 2:
+        return windows
+    upper = windows[windows[:, 1] == tops[-2]]
+    last = windows[windows[:, 1] == tops[-1]]
+    head = windows[windows[:, 1] < tops[-2]]
+    order = []
+    done = 0
+    for j, window in enumerate(last):
+        needed = int((upper[:, 0] < window[2]).sum())
+        order.extend(upper[done:needed])
+        done = max(done, needed)
+        order.append(window)
+    order.extend(upper[done:])
+    return np.concatenate([head, np.asarray(order, dtype=windows.dtype).reshape(-1, 4)], axis=0)
+
+
 def _pad_rows(values, rows):
     """``(C, r, w)`` -> ``(C, rows, w)`` with zero rows appended (``rows >= r``)."""
     if values.shape[1] == rows:
@@ -378,9 +427,12 @@ class _BatchProducer:
         predictor = self.predictor
         strips = {}
         windows = self.windows
+        # Strips are kept while a later window still reads them (windows are row-major except
+        # for the interleaved last two rows).
+        lowest_ahead = np.minimum.accumulate(windows[::-1, 1])[::-1]
         for start in range(0, len(windows), predictor.batch_size):
             chunk = windows[start:start + predictor.batch_size]
-            first_row = int(chunk[0, 1])
+            first_row = int(lowest_ahead[start])
             h, w = int(chunk[0, 3] - chunk[0, 1]), int(chunk[0, 2] - chunk[0, 0])
             batch = np.zeros((len(chunk), 3, _padded(h, predictor.size_divisor), _padded(w, predictor.size_divisor)),
                              dtype=np.float32)
