@@ -40,8 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from data.demo import render_sample  # noqa: E402
-from data.isaid import (COLOR_MAP, COLOR_MASK_SUFFIX, IMAGENET_MEAN, IMAGENET_STD,  # noqa: E402
-                        ISAIDSegmmDataset, RemoveColorMap)
+from data.isaid import COLOR_MAP, COLOR_MASK_SUFFIX, IMAGENET_MEAN, IMAGENET_STD, ISAIDSegmmDataset, RemoveColorMap  # noqa: E402
 from simplecv.api.preprocess import comm, segm  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 from tools.cut_patches import cut_patches  # noqa: E402

@@ -18,8 +18,8 @@ For each generated image it runs, one after the other on the same image and the 
 Each figure is a whole process, start-up included: wall seconds from launch to exit, windows
 per second, CPU seconds (user + system; less sensitive than wall time to other jobs on a shared
 machine), the peak resident memory of the process (``ru_maxrss`` from ``wait4``) and the load
-average when it ended. The ratios are the torch process's seconds (wall, CPU) over ours. The labels of every prediction are compared
-with the torch labels pixel by pixel.
+average when it ended. The ratios are the torch process's seconds (wall, CPU) over ours. The labels
+of every prediction are compared with the torch labels pixel by pixel.
 
 Weights: a seeded PyTorch FactSeg of the chosen config as initialised, with random BatchNorm
 statistics (``randomize_batchnorm_``), saved as ``.pth`` and converted with

@@ -80,7 +80,7 @@ def main(argv=None):
 
         backends = {'paddle': StaticModelForward(folder), 'onnxruntime': OnnxModelForward(folder)}
         outputs, walls, cpus = {}, {n: [] for n in backends}, {n: [] for n in backends}
-        for name, forward in backends.items():  # warm-up: first-run allocations and oneDNN kernel choice
+        for forward in backends.values():  # warm-up: first-run allocations and oneDNN kernel choice
             forward(window)
         for _ in tqdm(range(args.repeats), desc='repeats', unit='round', dynamic_ncols=True):
             for name, forward in backends.items():

@@ -13,8 +13,9 @@ class AsymmetricDecoder(nn.Layer):
     A level at stride ``s`` gets ``n = log2(s) - log2(out_feat_output_stride)`` layers (at least
     one); each layer is ``Conv2D(3×3, no bias) → BatchNorm → ReLU → UpsampleBilinear(×2,
     align_corners=True)`` (the upsample only when ``n > 0``). The level outputs are summed in
-    order and divided by 4 (a literal in the official code, whatever the number of levels). Sub-layer names ``blocks.{i}.{j}.{0,1}`` equal the
-    official state-dict keys. Conv weights use torch's default init, U(±1/sqrt(fan_in)).
+    order and divided by 4 (a literal in the official code, whatever the number of levels).
+    Sub-layer names ``blocks.{i}.{j}.{0,1}`` equal the official state-dict keys. Conv weights use
+    torch's default init, U(±1/sqrt(fan_in)).
 
     Args:
         in_channels: channels of every input level.

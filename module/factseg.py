@@ -9,10 +9,10 @@ from module.loss import JointLoss, joint_probability, log_softmax, separate_loss
 from simplecv.core.config import AttrDict, merge_strict
 from simplecv.core.errors import ConfigError
 from simplecv.core.registry import MODEL
-from simplecv.module.fpn import FPN
-from simplecv.module.init import torch_default_conv_attrs
 from simplecv.module import upsample
 from simplecv.module.conv import Conv2D
+from simplecv.module.fpn import FPN
+from simplecv.module.init import torch_default_conv_attrs
 from simplecv.module.resnet import ResNetEncoder
 
 _BRANCH_DEFAULTS = dict(

@@ -3,9 +3,9 @@ import os
 
 os.environ.setdefault('OMP_NUM_THREADS', '2')
 
-import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-
 import pytest  # noqa: E402
+
+import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 
 
 def tiny_factseg_params(**loss):

@@ -67,7 +67,8 @@ def main(argv=None):
     print('[2/3] training %s into %s' % (CONFIG, args.out), flush=True)
     overrides = ['data.train.params.image_dir', train_images,
                  'data.train.params.mask_dir', os.path.join(args.data, 'train', 'masks'),
-                 'data.test.params.image_dir', val_images, 'data.test.params.mask_dir', val_masks] + list(args.opts or [])
+                 'data.test.params.image_dir', val_images,
+                 'data.test.params.mask_dir', val_masks] + list(args.opts or [])
     status = apex_train.main(['--config_path', CONFIG, '--model_dir', args.out] + overrides)
     if status != 0:
         return status

@@ -29,7 +29,6 @@ if __package__ in (None, ''):
     # Run as `python torch_ref/convert.py`: make the repository root importable.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np
 import torch
 
 from simplecv.core.errors import CheckpointError, ConfigError, FactSegError

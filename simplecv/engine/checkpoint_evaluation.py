@@ -46,7 +46,7 @@ def _step_key(path):
 
 def dataset_of(config):
     """The loader class that knows the evaluation data: ``data.test``'s type, else ``data.train``'s."""
-    
+
     from simplecv.api.components import DATALOADER
 
     section = config.data.get('test') or config.data.get('train')

@@ -79,9 +79,8 @@ class Evaluator:
             and, when the items have masks, :meth:`MeanIoU.to_dict`'s entries (``miou``,
             ``miou_fg``, ``iou`` by class, ``confusion_matrix``) plus ``table`` (text).
         """
-        from tqdm import tqdm
-
         import paddle
+        from tqdm import tqdm
 
         rank, world_size = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
         scored = bool(items) and items[0].mask_path is not None

@@ -172,7 +172,10 @@ class VisualDLHook(HookBase):
 
 
 class PlotHook(HookBase):
-    """At the end, draw the logged loss, the evaluations' mIoU and the learning rate to ``model_dir/training_curves.png``."""
+    """At the end, draw the logged loss, the evaluations' mIoU and the learning rate.
+
+    The figure goes to ``model_dir/training_curves.png``.
+    """
 
     FILE_NAME = 'training_curves.png'
 

@@ -168,8 +168,15 @@ def train_from_config(config_path, model_dir, opts=None, opt_level='O0', amp_dty
     from simplecv.api.infer_tool import build_config
     from simplecv.core.checkpoint import check_compatible, config_digest, read_checkpoint_info
     from simplecv.core.graceful_stop import EXIT_CODES, GracefulStop
-    from simplecv.engine.build import (DEFAULT_SEED, build_hooks, build_model, build_train_loader, build_trainer,
-                                       describe_run, plot_title)
+    from simplecv.engine.build import (
+        DEFAULT_SEED,
+        build_hooks,
+        build_model,
+        build_train_loader,
+        build_trainer,
+        describe_run,
+        plot_title,
+    )
 
     config = build_config(config_path, opts)
     check_config(config, config_path, (opts or [])[0::2])

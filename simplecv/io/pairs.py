@@ -10,8 +10,7 @@ import os
 from collections import namedtuple
 
 from simplecv.core.errors import DataError
-from simplecv.io.images import (IMAGE_EXTENSIONS, check_image_header, is_geotiff, open_image, read_header,
-                                vanished_error)
+from simplecv.io.images import IMAGE_EXTENSIONS, check_image_header, is_geotiff, open_image, read_header, vanished_error
 from simplecv.io.masks import check_mask_format, check_mask_header, open_mask
 
 MaskNaming = namedtuple('MaskNaming', 'color label not_images')

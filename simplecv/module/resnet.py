@@ -207,8 +207,8 @@ class ResNetEncoder(nn.Layer):
         try:
             state = paddle.load(path)
         except Exception as exc:
-            raise CheckpointError('cannot read pretrained weights %r (%s); re-create it with '
-                                  '`python torch_ref/convert.py %s ...`' % (path, exc, self.config.resnet_type))
+            message = 'cannot read pretrained weights %r (%s); re-create it with `python torch_ref/convert.py %s ...`'
+            raise CheckpointError(message % (path, exc, self.config.resnet_type)) from exc
         if isinstance(state, dict) and isinstance(state.get('model'), dict):
             state = state['model']
         state = {k: v for k, v in state.items() if not k.startswith('fc.')}

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 import isaid_eval
-from simplecv.engine.checkpoint_evaluation import find_checkpoints
 from data.isaid import COLOR_MAP
 from simplecv.api.infer_tool import build_and_load_from_file, build_from_file
 from simplecv.core.errors import CheckpointError, DataError
+from simplecv.engine.checkpoint_evaluation import find_checkpoints
 from simplecv.inference.fast_path import DygraphForward
 from simplecv.inference.sliding_window import predict_per_window
 from simplecv.metric.miou import MeanIoU

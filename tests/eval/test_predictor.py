@@ -5,8 +5,13 @@ import pytest
 from simplecv.core.config import AttrDict
 from simplecv.core.errors import ConfigError
 from simplecv.inference.fast_path import DygraphForward
-from simplecv.inference.sliding_window import (IMAGENET_MEAN, IMAGENET_STD, SlidingWindowPredictor,
-                                               normalization_from_config, predict_per_window)
+from simplecv.inference.sliding_window import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SlidingWindowPredictor,
+    normalization_from_config,
+    predict_per_window,
+)
 from simplecv.io.images import ArrayImage
 
 

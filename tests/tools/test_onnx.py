@@ -10,13 +10,11 @@ from PIL import Image
 
 from simplecv.api.infer_tool import build_from_file
 from simplecv.core.errors import CheckpointError, ExportError
-from simplecv.inference.fast_path import DygraphForward
 from simplecv.inference.onnx_backend import ONNX_FILE, OnnxModelForward, export_onnx
 from simplecv.inference.sliding_window import SlidingWindowPredictor
 from simplecv.inference.static_model import StaticModelForward, export_model
 from tests.core.test_infer_tool import TINY
-from tools import export_model as export_tool
-from tools import infer
+from tools import export_model as export_tool, infer
 
 pytest.importorskip('paddle2onnx', reason='requirements-dev.txt installs paddle2onnx')
 pytest.importorskip('onnxruntime', reason='requirements-dev.txt installs onnxruntime')

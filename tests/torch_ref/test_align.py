@@ -15,8 +15,8 @@ torch = pytest.importorskip('torch')
 paddle = pytest.importorskip('paddle')
 pytest.importorskip('reprod_log')
 
-from torch_ref import align  # noqa: E402
 from simplecv.module import upsample  # noqa: E402
+from torch_ref import align  # noqa: E402
 from torch_ref.align_steps import backward, common, forward, loss, metric, train  # noqa: E402
 
 
@@ -231,6 +231,7 @@ def test_learning_rate_without_lag_fails_backward(quick, monkeypatch, tmp_path):
 
 def test_softmax_over_the_wrong_axis_fails_loss(quick, monkeypatch, tmp_path):
     import paddle.nn.functional as F
+
     from module import loss as paddle_loss
 
     # Paddle's softmax default axis is -1, torch code says dim=1

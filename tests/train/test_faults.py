@@ -17,8 +17,7 @@ import pytest
 from PIL import Image
 
 import apex_train
-from fault_helpers import (REPO_ROOT, LabelSplit, last_line, remount_read_only, run_script, small_disk,
-                           temporaries)
+from fault_helpers import REPO_ROOT, LabelSplit, last_line, remount_read_only, run_script, small_disk, temporaries
 from simplecv.core.checkpoint import load_checkpoint, read_checkpoint_info
 from simplecv.util import output_guard
 

@@ -7,11 +7,11 @@ import numpy as np
 import paddle
 import pytest
 
-from train_helpers import TinySegmenter, parameters_of, tiny_loader, tiny_trainer
 from simplecv.core.checkpoint import last_checkpoint, load_checkpoint
 from simplecv.core.trainer import HookBase, Trainer, global_grad_norm, prepare_amp
 from simplecv.engine.hooks import CheckpointHook, LoggerHook, PlotHook
 from simplecv.opt import PolyLearningRate, make_optimizer
+from train_helpers import TinySegmenter, parameters_of, tiny_loader, tiny_trainer
 
 
 class Recorder(HookBase):

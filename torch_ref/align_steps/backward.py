@@ -3,9 +3,10 @@
 Paddle side: the project's own pieces, built by ``simplecv.engine.build.build_trainer`` (as
 ``apex_train.py`` builds them) from the optimizer block of ``configs/isaid/factseg.py`` (SGD with
 momentum 0.9 and weight decay 1e-4 on every parameter, ``ClipGradByGlobalNorm(35)``) and its
-``poly`` schedule (power 0.9, with the official one-step lag), and each iteration run by ``simplecv.core.trainer.Trainer.run_step``. Reference: the official iteration
-in torch (:class:`common.OfficialTrainLoop`: ``torch.optim.SGD``, ``clip_grad_norm_(35)`` after
-the backward pass, learning rate set after the step from the pre-increment step count).
+``poly`` schedule (power 0.9, with the official one-step lag), and each iteration run by
+``simplecv.core.trainer.Trainer.run_step``. Reference: the official iteration in torch
+(:class:`common.OfficialTrainLoop`: ``torch.optim.SGD``, ``clip_grad_norm_(35)`` after the backward
+pass, learning rate set after the step from the pre-increment step count).
 
 Setup: the model of ``configs/isaid/factseg_demo.py`` (ResNet-18 with narrower FPNs and
 decoders, to keep CI fast; ``--full``: the official ResNet-50 at 896x896), in float64, train
