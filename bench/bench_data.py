@@ -49,6 +49,14 @@ TILE = 1000
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options.
+    """
     parser = argparse.ArgumentParser(prog='bench_data.py', description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--size', type=int, nargs=2, default=(4000, 13000), metavar=('H', 'W'),
@@ -214,6 +222,7 @@ def report(args, rows, windows, cut_seconds):
 
 
 def main(argv=None):
+    """Measure the data pipeline on a synthetic scene and print the table. Returns the exit status 0."""
     args = parse_args(argv)
     configure_logging()
     rows, windows, cut_seconds = measure(args)

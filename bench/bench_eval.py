@@ -52,6 +52,14 @@ MODES = ('torch', 'ours-cold', 'ours', 'ours+masks', 'ours-no-mkl5')
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--sizes', nargs='+', default=['2472x2299', '4000x6000', '4000x13000:isaid.factseg_demo'],
@@ -185,12 +193,15 @@ def run_process(command, log_path, env, lock):
 
 
 def read_labels(path):
+    """The ``[H, W]`` uint8 label map of a label PNG."""
     from PIL import Image
 
     return np.asarray(Image.open(path))
 
 
 def eval_command(args, config, weights, folder, out_dir, cache_dir, masks):
+    """The ``isaid_eval.py`` command line for ``folder/images``: with ``masks`` scored against
+    ``folder/masks`` (logs in ``out_dir``), else predict-only (label maps in ``out_dir``)."""
     command = [sys.executable, os.path.join(REPO_ROOT, 'isaid_eval.py'), '--config_path', config,
                '--ckpt_path', weights, '--image_dir', os.path.join(folder, 'images'),
                '--patch_size', str(args.patch_size), '--stride', str(args.stride), '--cache_dir', cache_dir]
@@ -201,6 +212,15 @@ def eval_command(args, config, weights, folder, out_dir, cache_dir, masks):
 
 
 def bench_size(args, spec):
+    """Benchmark one scene size: prepare its image and weights, run torch and each of our variants.
+
+    Args:
+        args: the parsed options.
+        spec: ``'HxW'`` or ``'HxW:config'`` (default config ``isaid.factseg``).
+
+    Returns:
+        dict: the size, window count and each variant's figures (see the module docstring).
+    """
     size, _, config = spec.partition(':')
     config = config or 'isaid.factseg'
     height, width = (int(v) for v in size.lower().split('x'))
@@ -262,6 +282,11 @@ def bench_size(args, spec):
 
 
 def main(argv=None):
+    """Run the benchmark, or one of its child roles (``--torch_run``, ``--prepare``).
+
+    Returns:
+        list or None: the per-size results (also written to ``--json``), None for a child role.
+    """
     args = parse_args(argv)
     if args.torch_run:
         torch_run(*args.torch_run, args.patch_size, args.stride)

@@ -47,6 +47,14 @@ IGNORE_FRACTION = 0.2
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options.
+    """
     parser = argparse.ArgumentParser(prog='train_step.py', description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config_path', default='isaid.factseg',
@@ -107,12 +115,15 @@ class _PhaseClock:
         self._start = None
 
     def begin(self, *unused):
+        """Forward pre-hook: start the forward clock."""
         self._start = time.perf_counter()
 
     def end(self, *unused):
+        """Forward post-hook: add the forward seconds."""
         self.forward += time.perf_counter() - self._start
 
     def reset(self):
+        """Zero both totals."""
         self.forward = self.optimizer = 0.0
 
 
@@ -124,6 +135,7 @@ class _TimedOptimizer:
         self._clock = clock
 
     def step(self):
+        """The optimizer's ``step()``, timed."""
         start = time.perf_counter()
         self._optimizer.step()
         self._clock.optimizer += time.perf_counter() - start
@@ -247,6 +259,11 @@ class _Side:
         self.records = []
 
     def expect(self, kind):
+        """Receive the worker's next message and return its payload.
+
+        Raises:
+            RuntimeError: the worker died or reported an error.
+        """
         try:
             got, payload = self.connection.recv()
         except EOFError:
@@ -257,10 +274,12 @@ class _Side:
         return payload
 
     def step(self):
+        """Run one iteration in the worker and return its timings."""
         self.connection.send('step')
         return self.expect('step')
 
     def finish(self):
+        """Stop the worker and return its peak memory."""
         self.connection.send('stop')
         memory = self.expect('memory')
         self.process.join()
@@ -323,6 +342,11 @@ def report(args, result):
 
 
 def main(argv=None):
+    """Time training steps of both frameworks and print the report.
+
+    Returns:
+        int: exit status, 1 when a worker failed (the reason on stderr), else 0.
+    """
     args = parse_args(argv)
     configure_logging()
     try:

@@ -361,6 +361,14 @@ def generate_demo_dataset(root, num_train=4, num_val=2, size=(512, 512), seed=0)
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options.
+    """
     parser = argparse.ArgumentParser(
         description='Write a seeded synthetic iSAID-format data set (images + colour masks).',
         epilog='example: python -m data.demo --out ./demo_isaid --num-train 8 --num-val 4 --size 512 512')
@@ -374,6 +382,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    """Write the demo data set and print each split's ``image_dir`` and ``mask_dir``."""
     args = parse_args(argv)
     configure_logging()
     folders = generate_demo_dataset(args.out, args.num_train, args.num_val, tuple(args.size), args.seed)

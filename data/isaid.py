@@ -311,6 +311,15 @@ class _LruCache:
         self._bytes = 0
 
     def get(self, key, load):
+        """Return the cached arrays of ``key``, else ``load()``'s, cached when they fit.
+
+        Args:
+            key: any hashable.
+            load: a callable returning a sequence of numpy arrays.
+
+        Returns:
+            The arrays (the cached object itself: callers must not modify them).
+        """
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]

@@ -140,6 +140,22 @@ class FactSeg(nn.Layer):
         return fg_logits, bi_logits
 
     def forward(self, x, y=None):
+        """Losses in train mode, fused class probabilities in eval mode.
+
+        Args:
+            x: ``[N, 3, H, W]`` float normalised images, H and W multiples of 32.
+            y: train mode only, ``{'cls': [N, H, W] int64}`` labels (0..C-1, ``ignore_index`` ignored).
+
+        Returns:
+            dict or Tensor: in train mode a dict of scalar losses: ``{'joint_loss': …}`` with
+            ``loss.joint_loss`` configured, else :func:`module.loss.separate_losses`' dict (a class
+            loss and ``bce_loss``). In eval mode ``[N, C, H, W]`` probabilities summing to 1 over
+            axis 1: :func:`module.loss.joint_probability` of the two branches, or the softmax of
+            the class branch without ``joint_loss``.
+
+        Raises:
+            ValueError: in train mode without ``y['cls']``.
+        """
         fg_logits, bi_logits = self.logits(x)
         if self.training:
             if y is None or 'cls' not in y:

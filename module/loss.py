@@ -217,6 +217,20 @@ class JointLoss(nn.Layer):
         self.ohem_min_kept = ohem_min_kept
 
     def forward(self, fg_logits, bi_logits, target):
+        """The sampled joint-probability NLL of a batch.
+
+        Args:
+            fg_logits: ``[N, C, H, W]`` class logits (fp16/bf16 are cast to fp32).
+            bi_logits: ``[N, 1, H, W]`` foreground logit.
+            target: ``[N, H, W]`` integer labels.
+
+        Returns:
+            Tensor: a scalar: :func:`som` of the per-pixel NLL, or with OHEM the NLL weighted by
+            :func:`ohem_weight` over the weight sum (NaN when no pixel is hard, as officially).
+
+        Raises:
+            ConfigError: SOM keeps no pixel (``int(ratio · pixels) = 0``).
+        """
         log_prob = joint_log_probability(_as_float32(fg_logits), _as_float32(bi_logits))
         losses = pixel_nll(log_prob, target, self.ignore_index)
         if self.sample == 'SOM':

@@ -92,6 +92,14 @@ def cut_patches(image_dir, mask_dir, out_dir, patch_size=896, stride=512, mask_f
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options.
+    """
     parser = argparse.ArgumentParser(
         description='Cut an iSAID split into sliding-window patch PNGs with label masks.',
         epilog='example: python tools/cut_patches.py --image_dir ./isaid_segm/train/images '
@@ -112,6 +120,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    """Cut the patches of one split as the command line says and log how many were written."""
     args = parse_args(argv)
     configure_logging()
     count = cut_patches(args.image_dir, args.mask_dir, args.out, args.patch_size, args.stride,

@@ -26,6 +26,17 @@ EPILOG = '''examples:
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options
+
+    Raises:
+        SystemExit: invalid options (argparse prints the usage).
+    """
     parser = argparse.ArgumentParser(prog='python tools/export_model.py', description=__doc__.split('\n\n')[0],
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config_path', required=True, help="config: dotted name ('isaid.factseg') or .py file")

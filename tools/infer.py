@@ -22,6 +22,17 @@ EPILOG = '''example:
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options
+
+    Raises:
+        SystemExit: invalid options, e.g. ``--use_gpu`` with ``--backend onnxruntime``.
+    """
     parser = argparse.ArgumentParser(prog='python tools/infer.py', description=__doc__.split('\n\n')[0],
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model_dir', required=True, help='folder written by tools/export_model.py')

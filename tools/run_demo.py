@@ -28,6 +28,14 @@ EVAL_PATCH, EVAL_STRIDE = 256, 128
 
 
 def parse_args(argv=None):
+    """Parse the command line.
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: the options.
+    """
     parser = argparse.ArgumentParser(
         prog='python tools/run_demo.py', description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -118,6 +118,7 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x):
+        """``(N, in_channels, H, W) -> (N, width, H / stride, W / stride)``."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -142,6 +143,7 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x):
+        """``(N, in_channels, H, W) -> (N, 4 * width, H / stride, W / stride)``."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
@@ -630,6 +632,19 @@ class FactSeg(nn.Module):
         return fg_pred, bi_pred
 
     def forward(self, x, y=None):
+        """The official FactSeg forward (without its prints).
+
+        Args:
+            x: (N, 3, H, W) float images, H and W multiples of 32.
+            y: train mode only, ``{'cls': (N, H, W) integer labels}``.
+
+        Returns:
+            dict or Tensor: train mode: ``{'joint_loss': scalar}`` (or the separate losses);
+            eval mode: (N, C, H, W) fused probabilities (softmax of ``fg_pred`` without joint loss).
+
+        Raises:
+            ValueError: train mode without ``y``.
+        """
         fg_pred, bi_pred = self.logits(x)
         if self.training:
             if y is None:

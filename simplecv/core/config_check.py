@@ -77,9 +77,15 @@ class _Checker:
         return ' (given on the command line)' if given else ''
 
     def unknown(self, where, key, valid):
+        """The :class:`ConfigError` for ``key`` unknown in section ``where`` (closest valid key, CLI note)."""
         return unknown_key_error(where, key, valid, self.note(where + '.' + key if where else key))
 
     def keys(self, section, where, valid, required=()):
+        """Check that ``section`` is a dict with keys among ``valid`` and every ``required`` key.
+
+        Raises:
+            ConfigError: naming the section ``where`` and the offending key.
+        """
         if not isinstance(section, dict):
             raise ConfigError('config section %r must be a dict, got %r' % (where, section))
         for key in section:

@@ -98,6 +98,11 @@ class EvaluationHook(HookBase):
         self._evaluated_step = None
 
     def before_train(self, trainer):
+        """List the validation items, read the best entry so far and drop records after the resumed step.
+
+        Args:
+            trainer: the :class:`simplecv.core.trainer.Trainer` about to run.
+        """
         from simplecv.core.checkpoint import best_entry
 
         self.items = self.list_items()
@@ -115,10 +120,12 @@ class EvaluationHook(HookBase):
                                                                                 self.best['global_step']))
 
     def after_step(self, trainer):
+        """Evaluate every ``interval`` steps (:meth:`evaluate`)."""
         if self.interval and trainer.global_step % self.interval == 0:
             self.evaluate(trainer)
 
     def after_train(self, trainer):
+        """Evaluate the final model when asked and not done at this step yet (not after an early stop); log the best."""
         if self.after_train_too and not trainer.stopped_early and self._evaluated_step != trainer.global_step:
             self.evaluate(trainer)
         if self.best is not None:

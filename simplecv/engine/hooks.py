@@ -33,6 +33,7 @@ class CheckpointHook(HookBase):
         self._saved_step = None
 
     def before_train(self, trainer):
+        """Remember the starting step and warn when ``model_dir``'s disk may not hold a checkpoint."""
         # The state at the start is either a checkpoint already or the untrained model: not saved again.
         self._saved_step = trainer.global_step
         # A checkpoint holds the weights and about as much optimizer state (SGD momentum), and the
@@ -43,10 +44,16 @@ class CheckpointHook(HookBase):
             _logger.warning(warning)
 
     def after_step(self, trainer):
+        """Save a checkpoint every ``interval`` steps.
+
+        Raises:
+            OutputError: the checkpoint could not be written.
+        """
         if self.interval and trainer.global_step % self.interval == 0:
             self._save(trainer)
 
     def after_train(self, trainer):
+        """Save the final state unless it was saved at this step already (or is the starting state)."""
         if self._saved_step != trainer.global_step:
             self._save(trainer)
 
@@ -76,12 +83,14 @@ class LoggerHook(HookBase):
         self._window = deque(maxlen=self.interval)
 
     def before_train(self, trainer):
+        """Drop the JSON-lines records after the resumed step and log the step range."""
         self._window.clear()
         if self.path and os.path.isfile(self.path):
             keep_records_until(self.path, trainer.global_step, 'training log')
         _logger.info('training from step %d to %d', trainer.global_step, trainer.num_iters)
 
     def after_step(self, trainer):
+        """Add the step to the window; every ``interval`` steps and at the last, log and record the averages."""
         result = trainer.last_step
         self._window.append(result)
         step = trainer.global_step
@@ -124,6 +133,7 @@ class VisualDLHook(HookBase):
         self._written = 0
 
     def before_train(self, trainer):
+        """Open the VisualDL writer (a warning and no scalars when visualdl is not installed)."""
         try:
             from visualdl import LogWriter
         except ImportError:
@@ -135,6 +145,11 @@ class VisualDLHook(HookBase):
         self._written = os.path.getsize(self._writer.file_name) if os.path.exists(self._writer.file_name) else 0
 
     def after_step(self, trainer):
+        """Every ``interval`` steps write the finite losses, learning rate, gradient norm and timings.
+
+        Raises:
+            OutputError: the records did not reach the file (VisualDL's writer thread failed).
+        """
         if self._writer is None or trainer.global_step % self.interval:
             return
         result = trainer.last_step
@@ -165,6 +180,7 @@ class VisualDLHook(HookBase):
         self._written = size
 
     def after_train(self, trainer):
+        """Close the writer."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             with writing(writer.file_name, 'VisualDL log'):
@@ -184,6 +200,7 @@ class PlotHook(HookBase):
         self.title = title
 
     def after_train(self, trainer):
+        """Draw the curves from ``train_log.jsonl`` (and the evaluation log); nothing when no step was logged."""
         from simplecv.engine.evaluation_hook import EVAL_LOG
         from simplecv.util.plot import plot_training_curves
 

@@ -43,6 +43,7 @@ class Conv2D(nn.Conv2D):
         self.conv_groups = groups
 
     def forward(self, x):
+        """``[N, in_channels, H, W] -> [N, out_channels, H', W']``, the numbers of ``paddle.nn.Conv2D``."""
         if self.bias is None or not paddle.in_dynamic_mode():
             return super().forward(x)
         out = F.conv2d(x, self.weight, None, stride=self.conv_stride, padding=self.conv_padding,

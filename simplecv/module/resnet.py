@@ -38,6 +38,7 @@ class BasicBlock(nn.Layer):
         self.downsample = downsample
 
     def forward(self, x):
+        """``[N, in_channels, H, W] -> [N, width, H / stride, W / stride]``."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -61,6 +62,7 @@ class Bottleneck(nn.Layer):
         self.downsample = downsample
 
     def forward(self, x):
+        """``[N, in_channels, H, W] -> [N, 4 * width, H / stride, W / stride]``."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))

@@ -80,9 +80,11 @@ class UpsampleBilinear(nn.Layer):
         self.interpolation = interpolation
 
     def forward(self, x):
+        """``[N, C, H, W] -> [N, C, floor(H * s), floor(W * s)]`` (:func:`bilinear`)."""
         return bilinear(x, self.scale_factor, self.interpolation)
 
     def extra_repr(self):
+        """The line shown in the layer's ``repr``: the scale factor and corner alignment."""
         return 'scale_factor=%s, align_corners=True' % (self.scale_factor,)
 
 
@@ -91,11 +93,13 @@ class _Nearest2x(PyLayer):
 
     @staticmethod
     def forward(ctx, x):
+        """``[N, C, H, W] -> [N, C, 2H, 2W]``, each pixel repeated in a 2x2 block."""
         n, c, h, w = x.shape
         return paddle.tile(x.reshape([n, c, h, 1, w, 1]), [1, 1, 1, 2, 1, 2]).reshape([n, c, 2 * h, 2 * w])
 
     @staticmethod
     def backward(ctx, grad):
+        """``[N, C, 2H, 2W] -> [N, C, H, W]``: each 2x2 block summed in the order of Paddle's kernel."""
         n, c, h2, w2 = grad.shape
         columns = paddle.unbind(grad.reshape([n, c, h2 // 2, 2, w2 // 2, 2]), axis=5)
         (top_left, bottom_left), (top_right, bottom_right) = (paddle.unbind(v, axis=3) for v in columns)

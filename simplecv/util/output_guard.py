@@ -130,10 +130,17 @@ class GuardedFileHandler(logging.FileHandler):
         self.failed = False
 
     def emit(self, record):
+        """Write ``record`` unless an earlier write failed."""
         if not self.failed:
             super().emit(record)
 
     def handleError(self, record):  # noqa: N802 (logging's name)
+        """Turn a failed write (``OSError``) into an :class:`OutputError`; others go to ``logging``.
+
+        Raises:
+            OutputError: the log file could not be written (disk full, read-only, removed); the file
+                is closed and later records are dropped.
+        """
         error = sys.exc_info()[1]
         if not isinstance(error, OSError):
             super().handleError(record)
