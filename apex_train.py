@@ -26,6 +26,7 @@ if REPO_ROOT not in sys.path:
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import FactSegError  # noqa: E402
 from simplecv.engine.launcher import train_from_config  # noqa: E402
+from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """examples:
@@ -72,21 +73,19 @@ def build_parser():
     parser.add_argument('--cpu', action='store_true', help='train on the CPU even when a GPU is present')
     parser.add_argument('--local_rank', type=int, default=None,
                         help='accepted for compatibility with torch.distributed.launch; Paddle sets the rank')
-    parser.add_argument('opts', nargs=argparse.REMAINDER, default=None,
-                        help='config overrides as KEY VALUE pairs, e.g. train.num_iters 1000')
+    add_config_overrides(parser, 'train.num_iters 1000')
     return parser
 
 
 def parse_args(argv=None):
-    """Parse and check the command line (no file access).
+    """Parse the command line and check the overrides and ``--resume_iter`` (no file access).
 
     Raises:
         SystemExit: on a usage error, as argparse does.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.opts and len(args.opts) % 2:
-        parser.error('config overrides come in KEY VALUE pairs, got %s' % args.opts)
+    check_config_overrides(parser, args.opts)
     if args.resume_iter is not None and args.resume_iter < 0:
         parser.error('--resume_iter must be >= 0, got %d' % args.resume_iter)
     return args

@@ -38,6 +38,7 @@ if REPO_ROOT not in sys.path:
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import FactSegError  # noqa: E402
+from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
 from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.eval')
@@ -101,14 +102,12 @@ def build_parser():
                         help='average with horizontally and vertically flipped windows (not in the official protocol)')
     parser.add_argument('--device', default=None, choices=('cpu', 'gpu'),
                         help="Paddle device (default: Paddle's default, the GPU when there is one)")
-    parser.add_argument('opts', nargs=argparse.REMAINDER, default=None,
-                        help='config overrides as KEY VALUE pairs, last on the command line, '
-                             'e.g. model.params.num_classes 16')
+    add_config_overrides(parser, 'model.params.num_classes 16')
     return parser
 
 
 def parse_args(argv=None):
-    """Parse and check the command line (no file access).
+    """Parse the command line and check the window, batch, output and override options (no file access).
 
     Raises:
         SystemExit: on a usage error, as argparse does.
@@ -125,8 +124,7 @@ def parse_args(argv=None):
         parser.error('without --mask_dir there is nothing to score: give --vis_dir for the predictions')
     if args.mask_dir is None and args.log_dir is not None:
         _LOGGER.warning('no --mask_dir: predict only, nothing is written to --log_dir')
-    if args.opts and len(args.opts) % 2:
-        parser.error('config overrides come in KEY VALUE pairs, got %s' % args.opts)
+    check_config_overrides(parser, args.opts)
     return args
 
 

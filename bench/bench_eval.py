@@ -52,14 +52,7 @@ MODES = ('torch', 'ours-cold', 'ours', 'ours+masks', 'ours-no-mkl5')
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options.
-    """
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--sizes', nargs='+', default=['2472x2299', '4000x6000', '4000x13000:isaid.factseg_demo'],

@@ -33,14 +33,7 @@ from simplecv.util.logger import configure_logging  # noqa: E402
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options.
-    """
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--config_path', default='isaid.factseg', help='config (default isaid.factseg, ResNet-50)')
     parser.add_argument('--ckpt_path', default=None, help='weights to load (default: the initial weights)')

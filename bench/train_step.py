@@ -47,14 +47,7 @@ IGNORE_FRACTION = 0.2
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options.
-    """
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(prog='train_step.py', description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config_path', default='isaid.factseg',

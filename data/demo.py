@@ -361,14 +361,7 @@ def generate_demo_dataset(root, num_train=4, num_val=2, size=(512, 512), seed=0)
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options.
-    """
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(
         description='Write a seeded synthetic iSAID-format data set (images + colour masks).',
         epilog='example: python -m data.demo --out ./demo_isaid --num-train 8 --num-val 4 --size 512 512')

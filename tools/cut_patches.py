@@ -92,14 +92,7 @@ def cut_patches(image_dir, mask_dir, out_dir, patch_size=896, stride=512, mask_f
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options.
-    """
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(
         description='Cut an iSAID split into sliding-window patch PNGs with label masks.',
         epilog='example: python tools/cut_patches.py --image_dir ./isaid_segm/train/images '

@@ -13,6 +13,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = '''examples:
@@ -26,13 +27,7 @@ EPILOG = '''examples:
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``.
 
     Raises:
         SystemExit: invalid options (argparse prints the usage).
@@ -52,8 +47,9 @@ def parse_args(argv=None):
     parser.add_argument('--format', choices=('paddle', 'onnx'), default='paddle',
                         help='paddle: the Paddle Inference program (default); onnx: also model.onnx beside it, '
                              'converted with paddle2onnx (matmul interpolation only)')
-    parser.add_argument('opts', nargs=argparse.REMAINDER, help='config overrides as KEY VALUE pairs')
+    add_config_overrides(parser, 'model.params.num_classes 16')
     args = parser.parse_args(argv)
+    check_config_overrides(parser, args.opts)
     if any(v > 0 and v % 32 for v in args.input_size):
         parser.error('--input_size must be multiples of 32 (the FPN needs them), got %s' % (args.input_size,))
     return args

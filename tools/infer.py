@@ -22,13 +22,7 @@ EPILOG = '''example:
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``.
 
     Raises:
         SystemExit: invalid options, e.g. ``--use_gpu`` with ``--backend onnxruntime``.

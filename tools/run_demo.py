@@ -21,6 +21,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 CONFIG = 'isaid.factseg_demo'
@@ -28,14 +29,7 @@ EVAL_PATCH, EVAL_STRIDE = 256, 128
 
 
 def parse_args(argv=None):
-    """Parse the command line.
-
-    Args:
-        argv: the arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        argparse.Namespace: the options.
-    """
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(
         prog='python tools/run_demo.py', description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,9 +41,10 @@ def parse_args(argv=None):
     parser.add_argument('--num_train', type=int, default=16, help='training images to generate (default 16)')
     parser.add_argument('--num_val', type=int, default=4, help='validation images to generate (default 4)')
     parser.add_argument('--size', type=int, default=512, help='side of the generated images in pixels (default 512)')
-    parser.add_argument('opts', nargs=argparse.REMAINDER,
-                        help='training config overrides as KEY VALUE pairs, e.g. train.num_iters 50')
-    return parser.parse_args(argv)
+    add_config_overrides(parser, 'train.num_iters 50 (for the training)')
+    args = parser.parse_args(argv)
+    check_config_overrides(parser, args.opts)
+    return args
 
 
 def main(argv=None):

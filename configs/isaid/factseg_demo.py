@@ -10,11 +10,14 @@ needed), 64-channel FPNs, 32-channel decoders, 128-pixel patches, batch 8, a lea
 every 100 steps, which keeps ``model-best.pdparams``); the branch sections are written whole.
 Evaluate with 256-pixel windows at stride 128 (``data.test``; ``tools/run_demo.py`` does).
 """
-from data.isaid import RemoveColorMap
-from simplecv.api.preprocess import comm, segm
+from simplecv.api.preprocess import segm
 from simplecv.core.config import Replace, derive, import_config
 
+BASE = import_config('isaid.factseg')
 PATCH = 128
+# The official training transforms, padding to the demo's patch size instead of 896.
+TRANSFORMS = [segm.FixedPad((PATCH, PATCH), 255) if isinstance(t, segm.FixedPad) else t
+              for t in BASE.data.train.params.transforms]
 BRANCH = dict(
     fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=64),
     assymetric_decoder=dict(in_channels=64, out_channels=32, in_feat_output_strides=(4, 8, 16, 32),
@@ -22,7 +25,7 @@ BRANCH = dict(
     out_channels=32,  # the official config leaves it to the model's default (128), so the branches are replaced
 )
 
-config = derive(import_config('isaid.factseg'), dict(
+config = derive(BASE, dict(
     model=dict(
         params=dict(
             resnet_encoder=dict(
@@ -42,15 +45,7 @@ config = derive(import_config('isaid.factseg'), dict(
                     patch_size=PATCH,
                     stride=PATCH,
                 ),
-                transforms=[
-                    RemoveColorMap(),
-                    segm.RandomHorizontalFlip(0.5),
-                    segm.RandomVerticalFlip(0.5),
-                    segm.RandomRotate90K((0, 1, 2, 3)),
-                    segm.FixedPad((PATCH, PATCH), 255),
-                    segm.ToTensor(True),
-                    comm.THMeanStdNormalize((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
-                ],
+                transforms=TRANSFORMS,
                 batch_size=8,
                 num_workers=0,
             ),

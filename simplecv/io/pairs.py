@@ -122,10 +122,8 @@ class ImagePair:
         check_mask_format(mask_format)
         self.image_path = image_path
         self.mask_path = mask_path
-        self.mask_format = mask_format
-        self.decode_color = decode_color
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
+        # open_mask's decoding arguments after the path, kept for open().
+        self._mask_decoding = (mask_format, decode_color, num_classes, ignore_index)
         self.name = os.path.splitext(os.path.basename(image_path))[0]
         self.geotiff = is_geotiff(image_path)
         image = read_header(image_path)
@@ -159,8 +157,7 @@ class ImagePair:
         if self.mask_path is None:
             return image, None
         try:
-            mask = open_mask(self.mask_path, self.mask_format, self.decode_color, self.num_classes,
-                             self.ignore_index).load()
+            mask = open_mask(self.mask_path, *self._mask_decoding).load()
         except BaseException:
             image.close()
             raise

@@ -32,46 +32,39 @@ def _pad_bottom_right(array, pad_h, pad_w, fill):
     return np.pad(array, widths, mode='constant', constant_values=fill)
 
 
-class RandomHorizontalFlip:
-    """Mirror image and mask left-right with probability ``prob``.
+class _RandomFlip:
+    """Mirror image and mask along array axis ``axis`` (a view, as slicing with ``::-1``) with probability ``prob``.
 
     Args:
         prob: flip probability; one ``random.random()`` draw per call.
     """
+
+    axis = None
 
     def __init__(self, prob=0.5):
         self.prob = prob
 
     def __call__(self, image, mask=None):
         if random.random() < self.prob:
-            image = image[:, ::-1]
+            image = np.flip(image, self.axis)
             if mask is not None:
-                mask = mask[:, ::-1]
+                mask = np.flip(mask, self.axis)
         return _pair(image, mask, mask is not None)
 
     def __repr__(self):
         return '%s(prob=%r)' % (type(self).__name__, self.prob)
 
 
-class RandomVerticalFlip:
-    """Mirror image and mask top-bottom with probability ``prob``.
+class RandomHorizontalFlip(_RandomFlip):
+    """Mirror image and mask left-right with probability ``prob`` (one ``random.random()`` draw per call)."""
 
-    Args:
-        prob: flip probability; one ``random.random()`` draw per call.
-    """
+    axis = 1
 
-    def __init__(self, prob=0.5):
-        self.prob = prob
 
-    def __call__(self, image, mask=None):
-        if random.random() < self.prob:
-            image = image[::-1]
-            if mask is not None:
-                mask = mask[::-1]
-        return _pair(image, mask, mask is not None)
+class RandomVerticalFlip(_RandomFlip):
+    """Mirror image and mask top-bottom with probability ``prob`` (one ``random.random()`` draw per call)."""
 
-    def __repr__(self):
-        return '%s(prob=%r)' % (type(self).__name__, self.prob)
+    axis = 0
 
 
 class RandomRotate90K:

@@ -1,0 +1,23 @@
+"""Command-line pieces shared by the entry points (``apex_train.py``, ``isaid_eval.py``, ``tools/``)."""
+import argparse
+
+
+def add_config_overrides(parser, example):
+    """Add SimpleCV's trailing config overrides: the positional ``opts``, ``KEY VALUE`` pairs.
+
+    Args:
+        parser: the ``argparse.ArgumentParser`` of the script.
+        example: one pair for the help text, e.g. ``'train.num_iters 1000'``.
+    """
+    parser.add_argument('opts', nargs=argparse.REMAINDER, default=None,
+                        help='config overrides as KEY VALUE pairs, last on the command line, e.g. %s' % example)
+
+
+def check_config_overrides(parser, opts):
+    """Stop with a usage error unless ``opts`` holds whole ``KEY VALUE`` pairs.
+
+    Raises:
+        SystemExit: an odd number of items (argparse's usage error, exit status 2).
+    """
+    if opts and len(opts) % 2:
+        parser.error('config overrides come in KEY VALUE pairs, got %s' % opts)
