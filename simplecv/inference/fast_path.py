@@ -93,6 +93,32 @@ def export_onednn_program(model, prefix, input_shape):
     return count
 
 
+_M_MMAP_THRESHOLD = -3   # glibc mallopt parameter
+
+
+def fix_mmap_threshold(size=128 * 1024):
+    """Have glibc serve every allocation of ``size`` bytes or more with its own ``mmap``, for good.
+
+    glibc starts at 128 KiB but raises its threshold to the size of each mmapped block freed
+    (up to 32 MiB), after which the many 1-32 MB tensors of a Paddle Inference run and of the
+    sliding-window sums come from the heap, and freed heap memory mostly stays in the process.
+    Measured on the demo FactSeg predictor at 896x896 (RSS after 5 runs, outputs bit-identical):
+    840 MB with glibc's moving threshold, 611 MB with it fixed at 128 KiB (630 MB at 1 MiB,
+    731 MB at 4 MiB). The cost is system time for the page faults of fresh mappings: 6.9 s
+    against 4.2 s over those 5 runs (user time 12.9 s against 12.7 s) on a loaded machine.
+    Process-wide and idempotent; a no-op where glibc's ``mallopt`` is not found. Returns
+    whether it was applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(size)))
+    except (OSError, AttributeError):
+        return False
+
+
 def create_onednn_predictor(prefix, num_threads):
     """A Paddle Inference predictor with oneDNN on CPU for ``<prefix>.json`` / ``.pdiparams``."""
     import paddle.inference as inference
@@ -154,6 +180,7 @@ class OneDNNForward:
         self._unchecked = {}   # shape -> (staging folder, key fields) until its first window passed
         self._workdir = tempfile.mkdtemp(prefix='factseg_onednn_')
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
+        fix_mmap_threshold()   # freed predictor, export and check memory goes back to the system
 
     @property
     def verified(self):
