@@ -117,7 +117,9 @@ def evaluate_checkpoints(config, ckpt_path, image_dir, mask_dir=None, mask_forma
         if vis_dir is not None and len(checkpoints) > 1:
             out_dir = os.path.join(vis_dir, os.path.splitext(os.path.basename(path))[0])
             make_output_dir(out_dir, '--vis_dir')
-        forward = build_forward(model, backend, amp, cache_dir=cache_dir, config=config.model)
+        forward = build_forward(model, backend, amp, cache_dir=cache_dir, config=config.model,
+                                reload=lambda path=path: build_and_load(config, path)[0])
+        del model   # the oneDNN path keeps it only until its program is verified
         evaluator = Evaluator(forward, num_classes, patch_size, stride, mean, std, class_names, dataset.COLORS,
                               batch_size, tta)
         _logger.info('%s (step %s): %d images, %d windows of %d px, stride %d, batch %d, backend %s', path,

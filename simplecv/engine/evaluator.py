@@ -7,8 +7,9 @@ confusion matrix summed over all images, 255 ignored). With several processes
 (``python -m paddle.distributed.launch``) each takes every ``world_size``-th image and the
 confusion matrices are summed across processes, so every process returns the same metric.
 
-The next image is decoded in a thread while the current one runs, and label maps are written
-by two writer threads; GeoTIFF inputs are written row band by row band as single-band GeoTIFFs.
+The next image is decoded in a thread while the current one runs (when it is at most
+:data:`PREFETCH_PIXELS`), and label maps are written by two writer threads; GeoTIFF inputs are
+written row band by row band as single-band GeoTIFFs.
 """
 import json
 import logging
@@ -22,6 +23,9 @@ from simplecv.inference.sliding_window import SlidingWindowPredictor
 from simplecv.metric.miou import MeanIoU
 
 _logger = logging.getLogger('factseg.eval')
+# The next image is decoded while the current one runs only up to this size (16 MP, 48 MB of RGB):
+# decoding a whole iSAID scene (up to 52 MP) during a sweep would add it and its decoding copy to the peak.
+PREFETCH_PIXELS = 16 * 2 ** 20
 
 
 class Evaluator:
@@ -93,9 +97,11 @@ class Evaluator:
             saves = []
             pending = reader.submit(mine[0].open) if mine else None
             for index, item in enumerate(mine):
-                image, mask = pending.result()
-                if index + 1 < len(mine):
-                    pending = reader.submit(mine[index + 1].open)
+                image, mask = (pending or reader.submit(item.open)).result()
+                pending = None
+                upcoming = mine[index + 1] if index + 1 < len(mine) else None
+                if upcoming is not None and upcoming.height * upcoming.width <= PREFETCH_PIXELS:
+                    pending = reader.submit(upcoming.open)
                 bar.set_postfix_str(item.name)
                 saves += self._predict_item(item, image, mask, metric, vis_dir, label_pngs, writer, bar)
             for save in saves:

@@ -29,8 +29,14 @@ from collections import OrderedDict
 import numpy as np
 import paddle
 
-from simplecv.inference.program_cache import (CACHE_ENV, FORMAT as PROGRAM_FORMAT, ProgramCache, code_digest,
-                                              resolve_cache_dir, weights_digest)
+from simplecv.inference.program_cache import (
+    CACHE_ENV,
+    FORMAT as PROGRAM_FORMAT,
+    ProgramCache,
+    code_digest,
+    resolve_cache_dir,
+    weights_digest,
+)
 from simplecv.module import export_ops
 from simplecv.util.logger import get_logger
 
@@ -159,12 +165,18 @@ class OneDNNForward:
             (:func:`~simplecv.inference.program_cache.default_cache_dir`), ``'none'`` for no cache.
         config: JSON-able description of the model's config, part of the cache key (the code
             and weights are hashed from the model itself).
+        reload: ``() -> model`` giving the same model again, or None. With it the dygraph model is
+            let go once the programs in use are verified (it is only needed to export, to check
+            and to fall back), and rebuilt if it is needed again: the process does not hold the
+            weights twice while it predicts.
     """
 
     name = 'onednn'
 
-    def __init__(self, model, num_threads=None, atol=1e-4, max_cached=4, cache_dir=None, config=None):
+    def __init__(self, model, num_threads=None, atol=1e-4, max_cached=4, cache_dir=None, config=None,
+                 reload=None):
         self.model = model
+        self.reload = reload
         self.num_threads = int(num_threads or os.environ.get('OMP_NUM_THREADS') or os.cpu_count() or 1)
         self.atol = atol
         self.max_cached = max_cached
@@ -197,8 +209,20 @@ class OneDNNForward:
 
     def _give_up(self, reason):
         _LOGGER.warning('oneDNN fast path disabled (%s); using dygraph', reason)
-        self.fallback = self.dygraph
         self._predictors.clear()
+        self.fallback = self._dygraph()
+
+    def _dygraph(self):
+        """The dygraph forward, rebuilding the model through ``reload`` if it was let go."""
+        if self.dygraph is None:
+            self.model = self.reload()
+            self.dygraph = DygraphForward(self.model)
+        return self.dygraph
+
+    def _let_model_go(self):
+        """Drop the dygraph model once every program in use is verified (only with ``reload``)."""
+        if self.reload is not None and self.dygraph is not None and self.verified:
+            self.model = self.dygraph = None
 
     def key_fields(self, shape):
         """What determines the program of input ``shape`` (the cache key's fields)."""
@@ -222,7 +246,7 @@ class OneDNNForward:
         if predictor is None:
             staging = self.cache.staging_dir() if self.cache is not None else tempfile.mkdtemp(dir=self._workdir)
             prefix = os.path.join(staging, 'model')
-            folded = export_onednn_program(self.model, prefix, shape)
+            folded = export_onednn_program(self._dygraph().model, prefix, shape)
             _LOGGER.info('exported the model for oneDNN at input %s (%d BatchNorm layers folded)',
                          list(shape), folded)
             predictor = create_onednn_predictor(prefix, self.num_threads)
@@ -255,7 +279,7 @@ class OneDNNForward:
 
     def _check(self, shape, fast, window):
         staging, fields = self._unchecked.pop(shape)
-        reference = self.dygraph(window).numpy()
+        reference = self._dygraph()(window).numpy()
         self.max_difference = float(np.abs(fast - reference).max())
         if not self.max_difference <= self.atol:
             shutil.rmtree(staging, ignore_errors=True)
@@ -277,6 +301,7 @@ class OneDNNForward:
         out = run_predictor(self._predictor(shape), batch)
         if shape in self._unchecked and not self._check(shape, out[:1], batch[:1]):
             return self.fallback(batch).numpy()
+        self._let_model_go()
         return out
 
     def close(self):
@@ -297,7 +322,7 @@ def onednn_available():
     return built and paddle.get_device() == 'cpu'
 
 
-def build_forward(model, backend='auto', amp=None, atol=1e-4, cache_dir=None, config=None):
+def build_forward(model, backend='auto', amp=None, atol=1e-4, cache_dir=None, config=None, reload=None):
     """Choose the forward function for :class:`SlidingWindowPredictor`.
 
     Args:
@@ -307,8 +332,8 @@ def build_forward(model, backend='auto', amp=None, atol=1e-4, cache_dir=None, co
             build with oneDNN when ``amp`` is off, else ``'dygraph'``).
         amp: None, ``'fp16'`` or ``'bf16'`` (dygraph only).
         atol: tolerance of the fast path's check against dygraph.
-        cache_dir, config: program cache directory and the config part of its key
-            (see :class:`OneDNNForward`).
+        cache_dir, config, reload: program cache directory, the config part of its key and how
+            to rebuild the model once it was let go (see :class:`OneDNNForward`).
 
     Returns:
         DygraphForward or OneDNNForward.
@@ -327,5 +352,5 @@ def build_forward(model, backend='auto', amp=None, atol=1e-4, cache_dir=None, co
         if not onednn_available():
             raise ValueError('the onednn backend needs a CPU build of Paddle with oneDNN '
                              '(device is %s)' % paddle.get_device())
-        return OneDNNForward(model, atol=atol, cache_dir=cache_dir, config=config)
+        return OneDNNForward(model, atol=atol, cache_dir=cache_dir, config=config, reload=reload)
     raise ValueError("backend must be 'auto', 'dygraph' or 'onednn', got %r" % (backend,))

@@ -217,7 +217,7 @@ class SlidingWindowPredictor:
         # to the next row when that row opens, while the row may still be adding to it.
         sweeps = {}
         carries = {}
-        for x1, y1, x2, y2, out in self._window_outputs(source, windows):
+        for x1, y1, x2, _, out in self._window_outputs(source, windows):
             sweep = sweeps.get(y1)
             if sweep is None:
                 above = previous_top.get(y1)
@@ -397,7 +397,7 @@ def _interleave_last_rows(windows):
     head = windows[windows[:, 1] < tops[-2]]
     order = []
     done = 0
-    for j, window in enumerate(last):
+    for window in last:
         needed = int((upper[:, 0] < window[2]).sum())
         order.extend(upper[done:needed])
         done = max(done, needed)

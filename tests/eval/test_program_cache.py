@@ -161,3 +161,22 @@ def test_code_digest_covers_the_functions_a_forward_calls(tiny_factseg, monkeypa
     # export_ops defines no layer, but the model's upsampling and loss functions call it
     assert os.path.abspath(simplecv.module.export_ops.__file__) in hashed
     assert not any(os.sep + 'paddle' + os.sep in path for path in hashed)
+
+
+def test_the_model_is_let_go_once_verified_and_rebuilt_when_needed_again(tiny_factseg, cache_copy):
+    """With ``reload`` the dygraph model is dropped after the check (or a cache hit) and rebuilt for a new shape."""
+    cache_dir, expected = cache_copy
+    reloads = []
+
+    def reload():
+        reloads.append(1)
+        return tiny_factseg
+
+    forward = OneDNNForward(tiny_factseg, cache_dir=cache_dir, reload=reload)
+    np.testing.assert_array_equal(forward(_batch()), expected)   # cached program: verified at once
+    assert forward.model is None and forward.dygraph is None and not reloads
+    np.testing.assert_array_equal(forward(_batch()), expected)
+    out = forward(_batch(96))   # a new shape: exported and checked with the rebuilt model, then let go again
+    assert reloads == [1] and forward.fallback is None and forward.model is None
+    np.testing.assert_allclose(out, OneDNNForward(tiny_factseg, cache_dir='none')(_batch(96)), rtol=0, atol=1e-6)
+    forward.close()
