@@ -7,6 +7,23 @@ Port-specific values: ``resnet_encoder.pretrained`` names a local file (convert 
 from data.isaid import RemoveColorMap
 from simplecv.api.preprocess import comm, segm
 
+
+def branch():
+    """The layout both branches share (``foreground`` and ``binary``), a new dict for each."""
+    return dict(
+        fpn=dict(
+            in_channels_list=[256, 512, 1024, 2048],
+            out_channels=256,
+        ),
+        assymetric_decoder=dict(
+            in_channels=256,
+            out_channels=128,
+            in_feat_output_strides=(4, 8, 16, 32),
+            out_feat_output_stride=4,
+        ),
+    )
+
+
 config = dict(
     model=dict(
         type='FactSeg',
@@ -22,30 +39,8 @@ config = dict(
                 with_cp=(False, False, False, False),
                 stem3_3x3=False,
             ),
-            foreground=dict(
-                fpn=dict(
-                    in_channels_list=[256, 512, 1024, 2048],
-                    out_channels=256,
-                ),
-                assymetric_decoder=dict(
-                    in_channels=256,
-                    out_channels=128,
-                    in_feat_output_strides=(4, 8, 16, 32),
-                    out_feat_output_stride=4,
-                ),
-            ),
-            binary=dict(
-                fpn=dict(
-                    in_channels_list=[256, 512, 1024, 2048],
-                    out_channels=256,
-                ),
-                assymetric_decoder=dict(
-                    in_channels=256,
-                    out_channels=128,
-                    in_feat_output_strides=(4, 8, 16, 32),
-                    out_feat_output_stride=4,
-                ),
-            ),
+            foreground=branch(),
+            binary=branch(),
             fbattention=dict(
                 atttention=False,
                 encode_channel=128,
