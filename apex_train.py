@@ -15,6 +15,7 @@ logged step), VisualDL scalars (``visualdl --logdir MODEL_DIR``) and ``training_
 ``train.eval_interval_iter``/``eval_per_epoch``/``eval_after_train``, ``eval_log.jsonl`` and
 ``model-best.pdparams``. Everything is done by :func:`simplecv.engine.launcher.train_from_config`.
 """
+
 import argparse
 import os
 import sys
@@ -53,26 +54,54 @@ EPILOG = """examples:
 def build_parser():
     """The argument parser (official flags first)."""
     parser = argparse.ArgumentParser(
-        prog='apex_train.py', description=__doc__.split('\n\n')[0], epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config_path', required=True,
-                        help="config: dotted name under configs/ ('isaid.factseg') or a .py file")
-    parser.add_argument('--model_dir', required=True,
-                        help='output folder for checkpoints and logs; a run resumes from the checkpoint it holds')
-    parser.add_argument('--opt_level', default='O0', choices=('O0', 'O1', 'O2'),
-                        help='mixed precision: O0 fp32 (default), O1 autocast (the official run), '
-                             'O2 half-precision weights with fp32 master copies; GPU only, fp32 on CPU')
-    parser.add_argument('--amp_dtype', default='float16', choices=('float16', 'bfloat16'),
-                        help='half-precision type for O1/O2 (float16 uses a dynamic loss scaler; default float16)')
-    parser.add_argument('--resume', '--resume_model_path', dest='resume', default=None, metavar='CKPT',
-                        help='continue from this checkpoint (model, optimizer, scaler, step) instead of the last '
-                             'one in --model_dir')
-    parser.add_argument('--resume_iter', type=int, default=None, metavar='N',
-                        help='continue from --model_dir/model-N.pdparams (with --resume: check that the '
-                             'checkpoint is at step N)')
+        prog='apex_train.py',
+        description=__doc__.split('\n\n')[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        '--config_path', required=True, help="config: dotted name under configs/ ('isaid.factseg') or a .py file"
+    )
+    parser.add_argument(
+        '--model_dir',
+        required=True,
+        help='output folder for checkpoints and logs; a run resumes from the checkpoint it holds',
+    )
+    parser.add_argument(
+        '--opt_level',
+        default='O0',
+        choices=('O0', 'O1', 'O2'),
+        help='mixed precision: O0 fp32 (default), O1 autocast (the official run), '
+        'O2 half-precision weights with fp32 master copies; GPU only, fp32 on CPU',
+    )
+    parser.add_argument(
+        '--amp_dtype',
+        default='float16',
+        choices=('float16', 'bfloat16'),
+        help='half-precision type for O1/O2 (float16 uses a dynamic loss scaler; default float16)',
+    )
+    parser.add_argument(
+        '--resume',
+        '--resume_model_path',
+        dest='resume',
+        default=None,
+        metavar='CKPT',
+        help='continue from this checkpoint (model, optimizer, scaler, step) instead of the last one in --model_dir',
+    )
+    parser.add_argument(
+        '--resume_iter',
+        type=int,
+        default=None,
+        metavar='N',
+        help='continue from --model_dir/model-N.pdparams (with --resume: check that the checkpoint is at step N)',
+    )
     parser.add_argument('--cpu', action='store_true', help='train on the CPU even when a GPU is present')
-    parser.add_argument('--local_rank', type=int, default=None,
-                        help='accepted for compatibility with torch.distributed.launch; Paddle sets the rank')
+    parser.add_argument(
+        '--local_rank',
+        type=int,
+        default=None,
+        help='accepted for compatibility with torch.distributed.launch; Paddle sets the rank',
+    )
     add_config_overrides(parser, 'train.num_iters 1000')
     return parser
 
@@ -101,8 +130,16 @@ def main(argv=None):
     args = parse_args(argv)
     configure_logging()
     try:
-        return train_from_config(args.config_path, args.model_dir, args.opts, args.opt_level, args.amp_dtype,
-                                 args.resume, args.resume_iter, args.cpu)
+        return train_from_config(
+            args.config_path,
+            args.model_dir,
+            args.opts,
+            args.opt_level,
+            args.amp_dtype,
+            args.resume,
+            args.resume_iter,
+            args.cpu,
+        )
     except FactSegError as error:
         sys.stderr.write('apex_train.py: error: %s\n' % error)
         return 2

@@ -28,6 +28,7 @@ confusion matrix), VisualDL scalars (``eval-miou/miou``, ``eval-miou/miou-fg``,
 for GeoTIFF inputs a single-band GeoTIFF with the same CRS and transform and a colour table.
 Predict-only runs also write ``<name>_label.png`` (plain 8-bit labels).
 """
+
 import argparse
 import os
 import sys
@@ -67,41 +68,76 @@ EPILOG = """examples:
 def build_parser():
     """The argument parser (official flags first)."""
     parser = argparse.ArgumentParser(
-        prog='isaid_eval.py', description=__doc__.split('\n\n')[0],
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config_path', required=True,
-                        help="config: dotted name under configs/ ('isaid.factseg') or a .py file")
-    parser.add_argument('--ckpt_path', required=True,
-                        help='checkpoint file, a folder of *.pdparams checkpoints, or a glob pattern '
-                             '(quote it); several checkpoints are each evaluated and the best is reported')
+        prog='isaid_eval.py',
+        description=__doc__.split('\n\n')[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        '--config_path', required=True, help="config: dotted name under configs/ ('isaid.factseg') or a .py file"
+    )
+    parser.add_argument(
+        '--ckpt_path',
+        required=True,
+        help='checkpoint file, a folder of *.pdparams checkpoints, or a glob pattern '
+        '(quote it); several checkpoints are each evaluated and the best is reported',
+    )
     parser.add_argument('--image_dir', required=True, help='folder of <name>.png / .jpg / .tif images')
-    parser.add_argument('--mask_dir', default=None,
-                        help='folder of masks; leave out to predict only (then --vis_dir is needed)')
-    parser.add_argument('--vis_dir', default=None,
-                        help='write colour-coded predictions (iSAID palette) here')
-    parser.add_argument('--log_dir', default=None,
-                        help='write the IoU table (.txt), results (.json) and VisualDL scalars here')
+    parser.add_argument(
+        '--mask_dir', default=None, help='folder of masks; leave out to predict only (then --vis_dir is needed)'
+    )
+    parser.add_argument('--vis_dir', default=None, help='write colour-coded predictions (iSAID palette) here')
+    parser.add_argument(
+        '--log_dir', default=None, help='write the IoU table (.txt), results (.json) and VisualDL scalars here'
+    )
     parser.add_argument('--patch_size', default=896, type=int, help='window size in pixels (official: 896)')
-    parser.add_argument('--stride', default=512, type=int,
-                        help='step between windows (official: 512, fixed there); at most --patch_size')
-    parser.add_argument('--batch_size', default=1, type=int,
-                        help='windows per forward pass; any value gives the same predictions')
-    parser.add_argument('--mask_format', default='color', choices=('color', 'label'),
-                        help='color: iSAID <name>_instance_color_RGB.png colour masks (default); '
-                             'label: single-channel <name>_label.png or <name>.png with classes 0..15, 255 ignored')
-    parser.add_argument('--backend', default='auto', choices=('auto', 'dygraph', 'onednn'),
-                        help='auto: oneDNN fast path on CPU (checked against dygraph on the first window), '
-                             'dygraph elsewhere; dygraph: exact reference arithmetic; onednn: CPU fast path')
-    parser.add_argument('--cache_dir', default=None,
-                        help='where exported oneDNN programs are kept between runs (default: $FACTSEG_CACHE_DIR, '
-                             'else ~/.cache/factseg-paddle; "none" turns the cache off; '
-                             'python tools/program_cache.py --clear empties it)')
-    parser.add_argument('--amp', default='none', choices=('none', 'fp16', 'bf16'),
-                        help='mixed-precision inference on a GPU (dygraph backend; output cast back to float32)')
-    parser.add_argument('--tta', action='store_true',
-                        help='average with horizontally and vertically flipped windows (not in the official protocol)')
-    parser.add_argument('--device', default=None, choices=('cpu', 'gpu'),
-                        help="Paddle device (default: Paddle's default, the GPU when there is one)")
+    parser.add_argument(
+        '--stride',
+        default=512,
+        type=int,
+        help='step between windows (official: 512, fixed there); at most --patch_size',
+    )
+    parser.add_argument(
+        '--batch_size', default=1, type=int, help='windows per forward pass; any value gives the same predictions'
+    )
+    parser.add_argument(
+        '--mask_format',
+        default='color',
+        choices=('color', 'label'),
+        help='color: iSAID <name>_instance_color_RGB.png colour masks (default); '
+        'label: single-channel <name>_label.png or <name>.png with classes 0..15, 255 ignored',
+    )
+    parser.add_argument(
+        '--backend',
+        default='auto',
+        choices=('auto', 'dygraph', 'onednn'),
+        help='auto: oneDNN fast path on CPU (checked against dygraph on the first window), '
+        'dygraph elsewhere; dygraph: exact reference arithmetic; onednn: CPU fast path',
+    )
+    parser.add_argument(
+        '--cache_dir',
+        default=None,
+        help='where exported oneDNN programs are kept between runs (default: $FACTSEG_CACHE_DIR, '
+        'else ~/.cache/factseg-paddle; "none" turns the cache off; '
+        'python tools/program_cache.py --clear empties it)',
+    )
+    parser.add_argument(
+        '--amp',
+        default='none',
+        choices=('none', 'fp16', 'bf16'),
+        help='mixed-precision inference on a GPU (dygraph backend; output cast back to float32)',
+    )
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='average with horizontally and vertically flipped windows (not in the official protocol)',
+    )
+    parser.add_argument(
+        '--device',
+        default=None,
+        choices=('cpu', 'gpu'),
+        help="Paddle device (default: Paddle's default, the GPU when there is one)",
+    )
     add_config_overrides(parser, 'model.params.num_classes 16')
     return parser
 
@@ -149,9 +185,22 @@ def main(argv=None):
     if paddle.distributed.get_world_size() > 1:
         paddle.distributed.init_parallel_env()
     config = build_config(args.config_path, args.opts)
-    return evaluate_checkpoints(config, args.ckpt_path, args.image_dir, args.mask_dir, args.mask_format,
-                                args.vis_dir, args.log_dir, args.patch_size, args.stride, args.batch_size,
-                                args.backend, args.amp, args.tta, args.cache_dir)
+    return evaluate_checkpoints(
+        config,
+        args.ckpt_path,
+        args.image_dir,
+        args.mask_dir,
+        args.mask_format,
+        args.vis_dir,
+        args.log_dir,
+        args.patch_size,
+        args.stride,
+        args.batch_size,
+        args.backend,
+        args.amp,
+        args.tta,
+        args.cache_dir,
+    )
 
 
 if __name__ == '__main__':

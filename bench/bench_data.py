@@ -25,6 +25,7 @@ Usage::
     OMP_NUM_THREADS=2 python bench/bench_data.py                          # 4000x13000, 4 patches per row
     OMP_NUM_THREADS=2 python bench/bench_data.py --size 4000 6000 --patches 8
 """
+
 import argparse
 import math
 import os
@@ -50,15 +51,18 @@ TILE = 1000
 
 def parse_args(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
-    parser = argparse.ArgumentParser(prog='bench_data.py', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--size', type=int, nargs=2, default=(4000, 13000), metavar=('H', 'W'),
-                        help='scene size (default 4000 13000)')
+    parser = argparse.ArgumentParser(
+        prog='bench_data.py', description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--size', type=int, nargs=2, default=(4000, 13000), metavar=('H', 'W'), help='scene size (default 4000 13000)'
+    )
     parser.add_argument('--patch_size', type=int, default=896, help='window size (default 896)')
     parser.add_argument('--stride', type=int, default=512, help='window step (default 512)')
     parser.add_argument('--patches', type=int, default=4, help='patches timed per row (default 4)')
-    parser.add_argument('--gpu_s_per_iter', type=float, default=0.1,
-                        help='GPU seconds per training iteration to keep fed (default 0.1)')
+    parser.add_argument(
+        '--gpu_s_per_iter', type=float, default=0.1, help='GPU seconds per training iteration to keep fed (default 0.1)'
+    )
     parser.add_argument('--batch_size', type=int, default=8, help='patches per iteration (default 8)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the scene and of the chosen windows')
     args = parser.parse_args(argv)
@@ -71,9 +75,15 @@ def parse_args(argv=None):
 
 def train_transforms(patch_size):
     """This port's training transforms (the official list, official order)."""
-    return [RemoveColorMap(), segm.RandomHorizontalFlip(0.5), segm.RandomVerticalFlip(0.5),
-            segm.RandomRotate90K((0, 1, 2, 3)), segm.FixedPad((patch_size, patch_size), 255),
-            segm.ToTensor(True), comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return [
+        RemoveColorMap(),
+        segm.RandomHorizontalFlip(0.5),
+        segm.RandomVerticalFlip(0.5),
+        segm.RandomRotate90K((0, 1, 2, 3)),
+        segm.FixedPad((patch_size, patch_size), 255),
+        segm.ToTensor(True),
+        comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
 
 
 class OfficialSample:
@@ -133,8 +143,8 @@ def make_scene(root, size, seed):
     for y in range(0, height, TILE):
         for x in range(0, width, TILE):
             tile_image, tile_label = render_sample(rng, (min(TILE, height - y), min(TILE, width - x)))
-            image[y:y + TILE, x:x + TILE] = tile_image
-            label[y:y + TILE, x:x + TILE] = tile_label
+            image[y : y + TILE, x : x + TILE] = tile_image
+            label[y : y + TILE, x : x + TILE] = tile_label
     Image.fromarray(image).save(os.path.join(image_dir, 'P0000.png'))
     Image.fromarray(np.asarray(COLOR_MAP, np.uint8)[label]).save(os.path.join(mask_dir, 'P0000' + COLOR_MASK_SUFFIX))
     return image_dir, mask_dir
@@ -175,23 +185,35 @@ def measure(args):
         cached = ISAIDSegmmDataset(image_dir, mask_dir, patch_config, transforms, cache_mb=4096)
         rng = np.random.default_rng(args.seed)
         count = min(args.patches, len(uncached))
-        keys = [(int(k), int(s)) for k, s in zip(rng.choice(len(uncached), count, replace=False),
-                                                 rng.integers(2 ** 31, size=count))]
+        keys = [
+            (int(k), int(s))
+            for k, s in zip(rng.choice(len(uncached), count, replace=False), rng.integers(2**31, size=count))
+        ]
         start = time.perf_counter()
         cut_dir = os.path.join(root, 'patches')
         num_cut = cut_patches(image_dir, mask_dir, cut_dir, args.patch_size, args.stride)
         cut_seconds = (time.perf_counter() - start) / num_cut
-        precut = ISAIDSegmmDataset(os.path.join(cut_dir, 'images'), os.path.join(cut_dir, 'masks'), patch_config,
-                                   transforms, mask_format='label', cache_mb=0)
+        precut = ISAIDSegmmDataset(
+            os.path.join(cut_dir, 'images'),
+            os.path.join(cut_dir, 'masks'),
+            patch_config,
+            transforms,
+            mask_format='label',
+            cache_mb=0,
+        )
         cut_keys = [(int(k), s) for k, (_, s) in zip(rng.choice(len(precut), count, replace=False), keys)]
         cached[keys[0]]
         jobs = [
-            ('official, raw scene (decode per patch)', lambda: _official_row(uncached, [k for k, _ in keys],
-                                                                              args.seed, args.patch_size)),
+            (
+                'official, raw scene (decode per patch)',
+                lambda: _official_row(uncached, [k for k, _ in keys], args.seed, args.patch_size),
+            ),
             ('ours, raw scene, cache_mb=0', lambda: _median_seconds(uncached.__getitem__, keys)),
             ('ours, raw scene, LRU cache hit', lambda: _median_seconds(cached.__getitem__, keys)),
-            ('official, pre-cut patches', lambda: _official_row(precut, [k for k, _ in cut_keys], args.seed,
-                                                               args.patch_size)),
+            (
+                'official, pre-cut patches',
+                lambda: _official_row(precut, [k for k, _ in cut_keys], args.seed, args.patch_size),
+            ),
             ('ours, pre-cut patches (label PNGs)', lambda: _median_seconds(precut.__getitem__, cut_keys)),
         ]
         for name, job in tqdm(jobs, desc='timing', leave=False):
@@ -202,15 +224,18 @@ def measure(args):
 def report(args, rows, windows, cut_seconds):
     """Print patches/s per worker, the ratio to the official raw procedure and the workers a GPU needs."""
     needed = args.batch_size / args.gpu_s_per_iter
-    print('scene %dx%d (%d windows of %d px, stride %d), %d random patches per row, one process = one worker'
-          % (args.size[0], args.size[1], windows, args.patch_size, args.stride, args.patches))
+    print(
+        'scene %dx%d (%d windows of %d px, stride %d), %d random patches per row, one process = one worker'
+        % (args.size[0], args.size[1], windows, args.patch_size, args.stride, args.patches)
+    )
     print('a GPU at %.3g s/iter with batch %d needs %.0f patches/s' % (args.gpu_s_per_iter, args.batch_size, needed))
     print('%-40s %10s %14s %12s %16s' % ('procedure', 'ms/patch', 'patches/s/wkr', 'vs official', 'workers for GPU'))
     base = rows[0][1]
     for name, seconds in rows:
         rate = 1.0 / seconds
-        print('%-40s %10.1f %14.2f %11.1fx %16d' % (name, 1000 * seconds, rate, base / seconds,
-                                                    math.ceil(needed / rate)))
+        print(
+            '%-40s %10.1f %14.2f %11.1fx %16d' % (name, 1000 * seconds, rate, base / seconds, math.ceil(needed / rate))
+        )
     print('cutting the scene once (tools/cut_patches.py): %.0f ms per patch written' % (1000 * cut_seconds))
 
 

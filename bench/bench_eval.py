@@ -37,6 +37,7 @@ Usage::
 
 ``SIZE`` is ``HxW`` or ``HxW:config`` (default config ``isaid.factseg``, FactSeg-R50).
 """
+
 import argparse
 import contextlib
 import json
@@ -53,12 +54,22 @@ MODES = ('torch', 'ours-cold', 'ours', 'ours+masks', 'ours-no-mkl5')
 
 def parse_args(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--sizes', nargs='+', default=['2472x2299', '4000x6000', '4000x13000:isaid.factseg_demo'],
-                        help='images HxW or HxW:config')
-    parser.add_argument('--modes', nargs='+', default=['torch', 'ours-cold', 'ours', 'ours+masks'], choices=MODES,
-                        help='processes to run for each size')
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--sizes',
+        nargs='+',
+        default=['2472x2299', '4000x6000', '4000x13000:isaid.factseg_demo'],
+        help='images HxW or HxW:config',
+    )
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        default=['torch', 'ours-cold', 'ours', 'ours+masks'],
+        choices=MODES,
+        help='processes to run for each size',
+    )
     parser.add_argument('--mkl', action='store_true', help='also run ours without MKL_DEBUG_CPU_TYPE=5')
     parser.add_argument('--workdir', default='bench_eval_work', help='images, weights, outputs and logs go here')
     parser.add_argument('--patch_size', type=int, default=896, help='window size')
@@ -66,8 +77,9 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='seed of the image and the weights')
     parser.add_argument('--lock', default=None, help='hold an exclusive flock on this file during each process')
     parser.add_argument('--json', default=None, help='also write the figures to this JSON file')
-    parser.add_argument('--torch-run', nargs=4, metavar=('PARAMS_JSON', 'WEIGHTS', 'IMAGE', 'OUT_PNG'),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--torch-run', nargs=4, metavar=('PARAMS_JSON', 'WEIGHTS', 'IMAGE', 'OUT_PNG'), help=argparse.SUPPRESS
+    )
     parser.add_argument('--prepare', nargs=3, metavar=('SIZE', 'CONFIG', 'FOLDER'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mkl and 'ours-no-mkl5' not in args.modes:
@@ -145,8 +157,8 @@ def make_image(height, width, seed, folder):
         for x in range(0, width, tile):
             part, part_label = render_sample(rng, (tile, tile))
             h, w = min(tile, height - y), min(tile, width - x)
-            image[y:y + h, x:x + w] = part[:h, :w]
-            label[y:y + h, x:x + w] = part_label[:h, :w]
+            image[y : y + h, x : x + w] = part[:h, :w]
+            label[y : y + h, x : x + w] = part_label[:h, :w]
     Image.fromarray(image).save(image_path)
     Image.fromarray(label).save(mask_path)
     return name, image_path
@@ -181,8 +193,13 @@ def run_process(command, log_path, env, lock):
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
-    return dict(seconds=seconds, cpu_seconds=usage.ru_utime + usage.ru_stime, peak_rss_mib=usage.ru_maxrss / 1024.0,
-                load=os.getloadavg()[0], code=process.returncode)
+    return dict(
+        seconds=seconds,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=usage.ru_maxrss / 1024.0,
+        load=os.getloadavg()[0],
+        code=process.returncode,
+    )
 
 
 def read_labels(path):
@@ -195,12 +212,24 @@ def read_labels(path):
 def eval_command(args, config, weights, folder, out_dir, cache_dir, masks):
     """The ``isaid_eval.py`` command line for ``folder/images``: with ``masks`` scored against
     ``folder/masks`` (logs in ``out_dir``), else predict-only (label maps in ``out_dir``)."""
-    command = [sys.executable, os.path.join(REPO_ROOT, 'isaid_eval.py'), '--config_path', config,
-               '--ckpt_path', weights, '--image_dir', os.path.join(folder, 'images'),
-               '--patch_size', str(args.patch_size), '--stride', str(args.stride), '--cache_dir', cache_dir]
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, 'isaid_eval.py'),
+        '--config_path',
+        config,
+        '--ckpt_path',
+        weights,
+        '--image_dir',
+        os.path.join(folder, 'images'),
+        '--patch_size',
+        str(args.patch_size),
+        '--stride',
+        str(args.stride),
+        '--cache_dir',
+        cache_dir,
+    ]
     if masks:
-        return command + ['--mask_dir', os.path.join(folder, 'masks'), '--mask_format', 'label',
-                          '--log_dir', out_dir]
+        return command + ['--mask_dir', os.path.join(folder, 'masks'), '--mask_format', 'label', '--log_dir', out_dir]
     return command + ['--vis_dir', out_dir]
 
 
@@ -223,8 +252,22 @@ def bench_size(args, spec):
     folder = os.path.join(args.workdir, '%dx%d' % (height, width))
     # Made in a child process: the parent stays small, because a child's peak RSS (ru_maxrss)
     # counts the memory it was forked with.
-    subprocess.run([sys.executable, os.path.abspath(__file__), '--prepare', size, config, folder,
-                    '--workdir', args.workdir, '--seed', str(args.seed)], check=True, cwd=REPO_ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            '--prepare',
+            size,
+            config,
+            folder,
+            '--workdir',
+            args.workdir,
+            '--seed',
+            str(args.seed),
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+    )
     name, image_path = image_paths(height, width, folder)
     weights = weight_paths(config, args.workdir, args.seed)
     # One cache per config, shared by the sizes (as a user's would be); ours-cold empties it.
@@ -239,15 +282,27 @@ def bench_size(args, spec):
         out_dir = os.path.join(folder, 'out-' + mode)
         os.makedirs(out_dir, exist_ok=True)
         env = dict(os.environ)
-        env.pop('MKL_DEBUG_CPU_TYPE', None)   # the entry points' default unless a mode sets it
+        env.pop('MKL_DEBUG_CPU_TYPE', None)  # the entry points' default unless a mode sets it
         if mode == 'torch':
             label_path = os.path.join(out_dir, name + '_label.png')
-            command = [sys.executable, os.path.abspath(__file__), '--torch-run', weights['params'], weights['pth'],
-                       image_path, label_path, '--patch_size', str(args.patch_size), '--stride', str(args.stride)]
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                '--torch-run',
+                weights['params'],
+                weights['pth'],
+                image_path,
+                label_path,
+                '--patch_size',
+                str(args.patch_size),
+                '--stride',
+                str(args.stride),
+            ]
         else:
             label_path = None if mode == 'ours+masks' else os.path.join(out_dir, name + '_label.png')
-            command = eval_command(args, config, weights['pdparams'], folder, out_dir, cache_dir,
-                                   masks=mode == 'ours+masks')
+            command = eval_command(
+                args, config, weights['pdparams'], folder, out_dir, cache_dir, masks=mode == 'ours+masks'
+            )
             if mode == 'ours-no-mkl5':
                 env['MKL_DEBUG_CPU_TYPE'] = ''
         log_path = os.path.join(folder, mode + '.log')
@@ -255,9 +310,13 @@ def bench_size(args, spec):
         if run['code'] != 0:
             raise SystemExit('bench_eval.py: %s exited with %d; see %s' % (mode, run['code'], log_path))
         seconds = run['seconds']
-        results[mode] = dict(seconds=round(seconds, 1), windows_per_s=round(windows / seconds, 3),
-                             cpu_seconds=round(run['cpu_seconds'], 1), peak_rss_mib=round(run['peak_rss_mib']),
-                             load_at_end=round(run['load'], 2))
+        results[mode] = dict(
+            seconds=round(seconds, 1),
+            windows_per_s=round(windows / seconds, 3),
+            cpu_seconds=round(run['cpu_seconds'], 1),
+            peak_rss_mib=round(run['peak_rss_mib']),
+            load_at_end=round(run['load'], 2),
+        )
         if label_path is not None:
             labels[mode] = read_labels(label_path)
         base = results.get('torch')
@@ -266,10 +325,26 @@ def bench_size(args, spec):
             results[mode]['cpu_ratio_vs_torch'] = round(base['cpu_seconds'] / run['cpu_seconds'], 2)
             if mode in labels:
                 results[mode]['labels_differing'] = int((labels[mode] != labels['torch']).sum())
-        print('%-10s %-18s %-12s %4d win %7.1f s %7.3f win/s  cpu %7.1f s  peak RSS %6d MiB  load %.1f  %s' % (
-            size, config, mode, windows, seconds, windows / seconds, run['cpu_seconds'], run['peak_rss_mib'],
-            run['load'], ', '.join('%s=%s' % (k, v) for k, v in results[mode].items()
-                                   if k in ('ratio_vs_torch', 'cpu_ratio_vs_torch', 'labels_differing'))), flush=True)
+        print(
+            '%-10s %-18s %-12s %4d win %7.1f s %7.3f win/s  cpu %7.1f s  peak RSS %6d MiB  load %.1f  %s'
+            % (
+                size,
+                config,
+                mode,
+                windows,
+                seconds,
+                windows / seconds,
+                run['cpu_seconds'],
+                run['peak_rss_mib'],
+                run['load'],
+                ', '.join(
+                    '%s=%s' % (k, v)
+                    for k, v in results[mode].items()
+                    if k in ('ratio_vs_torch', 'cpu_ratio_vs_torch', 'labels_differing')
+                ),
+            ),
+            flush=True,
+        )
     pixels = height * width
     return dict(size=size, config=config, windows=windows, pixels=pixels, results=results)
 
@@ -297,9 +372,19 @@ def main(argv=None):
     args.workdir = os.path.abspath(args.workdir)
     from importlib.metadata import version
 
-    print('paddle %s, torch %s, OMP_NUM_THREADS=%s, MKL_DEBUG_CPU_TYPE=%s, %d CPUs, patch %d, stride %d'
-          % (version('paddlepaddle'), version('torch'), os.environ.get('OMP_NUM_THREADS', 'unset'),
-             os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset'), os.cpu_count(), args.patch_size, args.stride), flush=True)
+    print(
+        'paddle %s, torch %s, OMP_NUM_THREADS=%s, MKL_DEBUG_CPU_TYPE=%s, %d CPUs, patch %d, stride %d'
+        % (
+            version('paddlepaddle'),
+            version('torch'),
+            os.environ.get('OMP_NUM_THREADS', 'unset'),
+            os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset'),
+            os.cpu_count(),
+            args.patch_size,
+            args.stride,
+        ),
+        flush=True,
+    )
     report = [bench_size(args, spec) for spec in args.sizes]
     if args.json:
         with open(args.json, 'w') as stream:

@@ -18,6 +18,7 @@ Usage::
     OMP_NUM_THREADS=2 python bench/bench_onnx.py                        # FactSeg-R50, one 896x896 window
     OMP_NUM_THREADS=2 python bench/bench_onnx.py --config_path isaid.factseg_demo --input_size 256 256
 """
+
 import argparse
 import os
 import sys
@@ -37,8 +38,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--config_path', default='isaid.factseg', help='config (default isaid.factseg, ResNet-50)')
     parser.add_argument('--ckpt_path', default=None, help='weights to load (default: the initial weights)')
-    parser.add_argument('--input_size', type=int, nargs=2, default=(896, 896), metavar=('H', 'W'),
-                        help='window size, multiples of 32 (default 896 896)')
+    parser.add_argument(
+        '--input_size',
+        type=int,
+        nargs=2,
+        default=(896, 896),
+        metavar=('H', 'W'),
+        help='window size, multiples of 32 (default 896 896)',
+    )
     parser.add_argument('--repeats', type=int, default=3, help='timed runs per backend (default 3)')
     return parser.parse_args(argv)
 
@@ -82,7 +89,7 @@ def main(argv=None):
         start = time.perf_counter()
         onnx_path = export_onnx(folder)
         convert_s = time.perf_counter() - start
-        onnx_mb = os.path.getsize(onnx_path) / 2 ** 20
+        onnx_mb = os.path.getsize(onnx_path) / 2**20
 
         backends = {'paddle': StaticModelForward(folder), 'onnxruntime': OnnxModelForward(folder)}
         outputs, walls, cpus = {}, {n: [] for n in backends}, {n: [] for n in backends}
@@ -96,18 +103,24 @@ def main(argv=None):
 
     with paddle.no_grad():
         reference = model(paddle.to_tensor(window)).numpy()
-    print('config %s, window %dx%d, OMP_NUM_THREADS=%s, %d repeats' % (
-        args.config_path, *args.input_size, os.environ.get('OMP_NUM_THREADS', 'unset'), args.repeats))
+    print(
+        'config %s, window %dx%d, OMP_NUM_THREADS=%s, %d repeats'
+        % (args.config_path, *args.input_size, os.environ.get('OMP_NUM_THREADS', 'unset'), args.repeats)
+    )
     print('Paddle export %.1f s; paddle2onnx conversion %.1f s (model.onnx %.0f MiB)' % (export_s, convert_s, onnx_mb))
-    print('%-12s %10s %10s %14s %16s %16s' % ('backend', 's/window', 'CPU s', 'vs paddle', 'max |p - dygraph|',
-                                              'labels differing'))
+    print(
+        '%-12s %10s %10s %14s %16s %16s'
+        % ('backend', 's/window', 'CPU s', 'vs paddle', 'max |p - dygraph|', 'labels differing')
+    )
     base = float(np.median(walls['paddle']))
     for name in backends:
         median = float(np.median(walls[name]))
         difference = float(np.abs(outputs[name] - reference).max())
         differing = int((outputs[name].argmax(1) != reference.argmax(1)).sum())
-        print('%-12s %10.2f %10.2f %13.2fx %16.2e %16d' % (name, median, float(np.median(cpus[name])),
-                                                           base / median, difference, differing))
+        print(
+            '%-12s %10.2f %10.2f %13.2fx %16.2e %16d'
+            % (name, median, float(np.median(cpus[name])), base / median, difference, differing)
+        )
     return 0
 
 

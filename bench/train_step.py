@@ -27,6 +27,7 @@ Usage::
     OMP_NUM_THREADS=2 python bench/train_step.py --size 896 --iters 5
     OMP_NUM_THREADS=2 python bench/train_step.py --config_path isaid.factseg_demo --size 128 --batch_size 4
 """
+
 import argparse
 import multiprocessing
 import os
@@ -48,10 +49,14 @@ IGNORE_FRACTION = 0.2
 
 def parse_args(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
-    parser = argparse.ArgumentParser(prog='train_step.py', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config_path', default='isaid.factseg',
-                        help='config of both models, optimizer and schedule (default isaid.factseg: FactSeg-R50)')
+    parser = argparse.ArgumentParser(
+        prog='train_step.py', description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--config_path',
+        default='isaid.factseg',
+        help='config of both models, optimizer and schedule (default isaid.factseg: FactSeg-R50)',
+    )
     parser.add_argument('--batch_size', type=int, default=2, help='images per iteration (default 2)')
     parser.add_argument('--size', type=int, default=512, help='square input size, a multiple of 32 (default 512)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed iterations per side first (default 1)')
@@ -90,7 +95,7 @@ def _peak_memory(rss_before):
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return dict(peak_mib=peak / 2 ** 20, peak_above_setup_mib=(peak - rss_before) / 2 ** 20)
+    return dict(peak_mib=peak / 2**20, peak_above_setup_mib=(peak - rss_before) / 2**20)
 
 
 def _rss():
@@ -187,8 +192,14 @@ def _ours(args, weights_path):
         trainer.train(loader)
         step = trainer.last_step
         backward = step.step_time - step.data_time - clock.forward - clock.optimizer
-        return dict(total=step.step_time, data=step.data_time, forward=clock.forward, backward=backward,
-                    optimizer=clock.optimizer, loss=step.total_loss)
+        return dict(
+            total=step.step_time,
+            data=step.data_time,
+            forward=clock.forward,
+            backward=backward,
+            optimizer=clock.optimizer,
+            loss=step.total_loss,
+        )
 
     return iteration, 'paddle %s' % paddle.__version__
 
@@ -210,9 +221,15 @@ def _reference(args, weights_path):
     np.savez(weights_path, **state)
     lr = config.learning_rate.params
     sgd = config.optimizer.params
-    loop = OfficialTrainLoop(model, base_lr=lr.base_lr, power=lr.power, max_iters=lr.max_iters,
-                             momentum=sgd.momentum, weight_decay=sgd.weight_decay,
-                             max_norm=float(config.optimizer.get('grad_clip', {}).get('max_norm', 35)))
+    loop = OfficialTrainLoop(
+        model,
+        base_lr=lr.base_lr,
+        power=lr.power,
+        max_iters=lr.max_iters,
+        momentum=sgd.momentum,
+        weight_decay=sgd.weight_decay,
+        max_norm=float(config.optimizer.get('grad_clip', {}).get('max_norm', 35)),
+    )
     images, labels = make_batch(args.batch_size, args.size, params['num_classes'], args.seed)
 
     def iteration():
@@ -260,8 +277,10 @@ class _Side:
         try:
             got, payload = self.connection.recv()
         except EOFError:
-            raise RuntimeError('the %s worker died (exit code %s); run with fewer --batch_size/--size if it ran out '
-                               'of memory' % (self.name, self.process.exitcode)) from None
+            raise RuntimeError(
+                'the %s worker died (exit code %s); run with fewer --batch_size/--size if it ran out '
+                'of memory' % (self.name, self.process.exitcode)
+            ) from None
         if got == 'error':
             raise RuntimeError('the %s worker failed: %s' % (self.name, payload))
         return payload
@@ -309,8 +328,12 @@ def run(args):
                     side.process.terminate()
     result = {}
     for side in (ours, reference):
-        result[side.name] = dict(version=side.version, s_per_iter=_median(side.records, 'total'),
-                                 first_loss=first[side.name], **memory[side.name])
+        result[side.name] = dict(
+            version=side.version,
+            s_per_iter=_median(side.records, 'total'),
+            first_loss=first[side.name],
+            **memory[side.name],
+        )
     result['ours']['phases'] = {phase: _median(ours.records, phase) for phase in PHASES}
     result['ratio'] = result['ours']['s_per_iter'] / result['reference']['s_per_iter']
     return result
@@ -319,18 +342,36 @@ def run(args):
 def report(args, result):
     """Print the figures of :func:`run`."""
     ours, reference = result['ours'], result['reference']
-    print('%s, batch %d x 3 x %d x %d, fp32, CPU, OMP_NUM_THREADS=%s, MKL_DEBUG_CPU_TYPE=%s; %d warm-up + %d timed '
-          'iterations per side, alternating' % (args.config_path, args.batch_size, args.size, args.size,
-                                                os.environ.get('OMP_NUM_THREADS', 'unset'),
-                                                os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset'), args.warmup, args.iters))
-    print('first-iteration loss: ours %.6f, reference %.6f (same weights, same batch)'
-          % (ours['first_loss'], reference['first_loss']))
+    print(
+        '%s, batch %d x 3 x %d x %d, fp32, CPU, OMP_NUM_THREADS=%s, MKL_DEBUG_CPU_TYPE=%s; %d warm-up + %d timed '
+        'iterations per side, alternating'
+        % (
+            args.config_path,
+            args.batch_size,
+            args.size,
+            args.size,
+            os.environ.get('OMP_NUM_THREADS', 'unset'),
+            os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset'),
+            args.warmup,
+            args.iters,
+        )
+    )
+    print(
+        'first-iteration loss: ours %.6f, reference %.6f (same weights, same batch)'
+        % (ours['first_loss'], reference['first_loss'])
+    )
     for name, side in (('ours', ours), ('reference', reference)):
-        print('%-10s %-28s median %7.3f s/iter   peak memory %6.0f MiB (+%.0f MiB over the built model)'
-              % (name, side['version'], side['s_per_iter'], side['peak_mib'], side['peak_above_setup_mib']))
+        print(
+            '%-10s %-28s median %7.3f s/iter   peak memory %6.0f MiB (+%.0f MiB over the built model)'
+            % (name, side['version'], side['s_per_iter'], side['peak_mib'], side['peak_above_setup_mib'])
+        )
     total = ours['s_per_iter']
-    print('ours, median per phase: ' + ', '.join('%s %.3f s (%.0f%%)' % (phase, seconds, 100 * seconds / total)
-                                                 for phase, seconds in ours['phases'].items()))
+    print(
+        'ours, median per phase: '
+        + ', '.join(
+            '%s %.3f s (%.0f%%)' % (phase, seconds, 100 * seconds / total) for phase, seconds in ours['phases'].items()
+        )
+    )
     print('ratio ours/reference %.2f' % result['ratio'])
 
 

@@ -10,6 +10,7 @@ Command line::
 
     python -m data.demo --out ./demo_isaid --num-train 8 --num-val 4 --size 512 512
 """
+
 import argparse
 import os
 
@@ -83,9 +84,8 @@ class _Canvas:
         cos, sin = np.cos(theta), np.sin(theta)
         u, v = cos * dx + sin * dy, -sin * dx + cos * dy
         inside = shape(u, v)
-        colors = np.broadcast_to(np.asarray(paint(u[inside], v[inside]), dtype=np.float64),
-                                 (int(inside.sum()), 3))
-        noise = self.rng.normal(0., 4., colors.shape)
+        colors = np.broadcast_to(np.asarray(paint(u[inside], v[inside]), dtype=np.float64), (int(inside.sum()), 3))
+        noise = self.rng.normal(0.0, 4.0, colors.shape)
         self.image[y0:y1, x0:x1][inside] = np.clip(colors + noise, 0, 255).astype(np.uint8)
         self.label[y0:y1, x0:x1][inside] = cls
 
@@ -117,6 +117,7 @@ def _draw_small_vehicle(canvas, x, y, theta):
 def _draw_large_vehicle(canvas, x, y, theta):
     def paint(u, v):
         return np.where((u > 5)[:, None], (90, 90, 100), (225, 215, 170))
+
     canvas.stamp(_CLS['large_vehicle'], x, y, theta, 10, _rect(8, 3), paint)
 
 
@@ -124,15 +125,23 @@ def _draw_ship(canvas, x, y, theta):
     length = canvas.rng.uniform(9, 14)
 
     def paint(u, v):
-        return np.where((np.abs(u) < length / 3)[:, None] & (np.abs(v) < 1.5)[:, None], (150, 150, 150),
-                        (240, 240, 235))
+        return np.where(
+            (np.abs(u) < length / 3)[:, None] & (np.abs(v) < 1.5)[:, None], (150, 150, 150), (240, 240, 235)
+        )
+
     canvas.stamp(_CLS['ship'], x, y, theta, length + 1, _ellipse(length, length / 3.5), paint)
 
 
 def _draw_storage_tank(canvas, x, y, radius):
-    canvas.stamp(_CLS['storage_tank'], x, y, 0., radius + 1, _ellipse(radius, radius),
-                 lambda u, v: np.where((u * u + v * v > (radius - 1.5) ** 2)[:, None], (90, 90, 90),
-                                       (215, 215, 205)))
+    canvas.stamp(
+        _CLS['storage_tank'],
+        x,
+        y,
+        0.0,
+        radius + 1,
+        _ellipse(radius, radius),
+        lambda u, v: np.where((u * u + v * v > (radius - 1.5) ** 2)[:, None], (90, 90, 90), (215, 215, 205)),
+    )
 
 
 def _draw_plane(canvas, x, y, theta):
@@ -141,6 +150,7 @@ def _draw_plane(canvas, x, y, theta):
         wings = (np.abs(u + 1) <= 3 + 0.15 * np.abs(v)) & (np.abs(v) <= 15)
         tail = (np.abs(u + 14) <= 2) & (np.abs(v) <= 6)
         return fuselage | wings | tail
+
     canvas.stamp(_CLS['plane'], x, y, theta, 23, shape, lambda u, v: (230, 230, 235))
 
 
@@ -150,6 +160,7 @@ def _draw_helicopter(canvas, x, y, theta):
         blades = ((np.abs(u - v) <= 1) | (np.abs(u + v) <= 1)) & (u * u + v * v <= 81)
         tail = (u < -5) & (u > -14) & (np.abs(v) <= 0.8)
         return body | blades | tail
+
     canvas.stamp(_CLS['helicopter'], x, y, theta, 15, shape, lambda u, v: (60, 75, 45))
 
 
@@ -160,14 +171,21 @@ def _draw_swimming_pool(canvas, x, y, theta):
         # A rectangle with corners rounded to radius 2.
         return (np.maximum(np.abs(u) - a + 2, 0) ** 2 + np.maximum(np.abs(v) - b + 2, 0) ** 2) <= 4
 
-    canvas.stamp(_CLS['swimming_pool'], x, y, theta, a + 2, shape,
-                 lambda u, v: np.where((np.abs(u) > a - 1.2)[:, None] | (np.abs(v) > b - 1.2)[:, None],
-                                       (235, 235, 235), (40, 175, 225)))
+    canvas.stamp(
+        _CLS['swimming_pool'],
+        x,
+        y,
+        theta,
+        a + 2,
+        shape,
+        lambda u, v: np.where(
+            (np.abs(u) > a - 1.2)[:, None] | (np.abs(v) > b - 1.2)[:, None], (235, 235, 235), (40, 175, 225)
+        ),
+    )
 
 
 def _draw_tennis_court(canvas, x, y, theta):
-    canvas.stamp(_CLS['tennis_court'], x, y, theta, 25, _rect(22, 11),
-                 _lines((60, 125, 85), (245, 245, 245), 21, 10))
+    canvas.stamp(_CLS['tennis_court'], x, y, theta, 25, _rect(22, 11), _lines((60, 125, 85), (245, 245, 245), 21, 10))
 
 
 def _draw_basketball_court(canvas, x, y, theta):
@@ -175,6 +193,7 @@ def _draw_basketball_court(canvas, x, y, theta):
         base = _lines((185, 110, 60), (245, 245, 245), 15, 8)(u, v)
         ring = np.abs(np.hypot(u, v) - 3.5) < 0.8
         return np.where(ring[:, None], (245, 245, 245), base)
+
     canvas.stamp(_CLS['basketball_court'], x, y, theta, 19, _rect(16, 9), paint)
 
 
@@ -182,6 +201,7 @@ def _draw_soccer_field(canvas, x, y, theta):
     def paint(u, v):
         stripes = np.where(((u + 45) // 9 % 2 == 0)[:, None], (70, 165, 65), (95, 190, 85))
         return np.where(_on_lines(u, v, 43, 28)[:, None], (245, 245, 245), stripes)
+
     canvas.stamp(_CLS['soccer_ball_field'], x, y, theta, 55, _rect(45, 30), paint)
 
 
@@ -189,10 +209,17 @@ def _draw_track_field(canvas, x, y, theta):
     a, b = 60, 36
 
     def stadium(u, v, shrink):
-        return (np.maximum(np.abs(u) - (a - b), 0) ** 2 + v ** 2) <= (b - shrink) ** 2
+        return (np.maximum(np.abs(u) - (a - b), 0) ** 2 + v**2) <= (b - shrink) ** 2
 
-    canvas.stamp(_CLS['ground_track_field'], x, y, theta, a + 2, lambda u, v: stadium(u, v, 0),
-                 lambda u, v: np.where(stadium(u, v, 9)[:, None], (85, 150, 70), (175, 80, 60)))
+    canvas.stamp(
+        _CLS['ground_track_field'],
+        x,
+        y,
+        theta,
+        a + 2,
+        lambda u, v: stadium(u, v, 0),
+        lambda u, v: np.where(stadium(u, v, 9)[:, None], (85, 150, 70), (175, 80, 60)),
+    )
 
 
 def _draw_baseball_diamond(canvas, x, y, theta):
@@ -215,12 +242,13 @@ def _draw_roundabout(canvas, x, y, outer):
 
     def paint(u, v):
         return np.where((u * u + v * v < inner * inner)[:, None], (80, 140, 70), (125, 125, 125))
-    canvas.stamp(_CLS['roundabout'], x, y, 0., outer + 1, _ellipse(outer, outer), paint)
+
+    canvas.stamp(_CLS['roundabout'], x, y, 0.0, outer + 1, _ellipse(outer, outer), paint)
 
 
 def _background(rng, height, width):
     vegetation = _smooth_noise(rng, height, width, 64)[..., None]
-    soil = np.array((150., 135., 105.)) * (1 - vegetation) + np.array((70., 105., 60.)) * vegetation
+    soil = np.array((150.0, 135.0, 105.0)) * (1 - vegetation) + np.array((70.0, 105.0, 60.0)) * vegetation
     image = soil * (0.85 + 0.3 * _smooth_noise(rng, height, width, 8)[..., None])
     for _ in range(rng.integers(2, 5)):
         # Fields: axis-aligned plots with a tint and plough stripes.
@@ -228,8 +256,8 @@ def _background(rng, height, width):
         y, x = rng.integers(0, height - h), rng.integers(0, width - w)
         tint = rng.uniform(0.75, 1.25, 3)
         stripes = 1 + 0.06 * np.sign(np.sin(np.arange(w) / rng.uniform(1.5, 4)))[None, :, None]
-        image[y:y + h, x:x + w] = image[y:y + h, x:x + w] * tint * stripes
-    return image + rng.normal(0., 5., image.shape)
+        image[y : y + h, x : x + w] = image[y : y + h, x : x + w] * tint * stripes
+    return image + rng.normal(0.0, 5.0, image.shape)
 
 
 def render_sample(rng, size=(512, 512)):
@@ -249,16 +277,16 @@ def render_sample(rng, size=(512, 512)):
     if has_water:
         depth = int(rng.uniform(0.22, 0.32) * width)
         water[:, :depth] = True
-        image[water] = np.array((35., 70., 95.)) + rng.normal(0., 3., (int(water.sum()), 3))
+        image[water] = np.array((35.0, 70.0, 95.0)) + rng.normal(0.0, 3.0, (int(water.sum()), 3))
     roads = []
     for _ in range(rng.integers(1, 3)):
         horizontal = rng.random() < 0.5
         position = int(rng.uniform(0.2, 0.8) * (height if horizontal else width))
         half = int(rng.integers(4, 7))
         if horizontal:
-            image[position - half:position + half, water[0].sum():] = (115., 115., 112.)
+            image[position - half : position + half, water[0].sum() :] = (115.0, 115.0, 112.0)
         else:
-            image[:, position - half:position + half] = (115., 115., 112.)
+            image[:, position - half : position + half] = (115.0, 115.0, 112.0)
         roads.append((horizontal, position))
     canvas = _Canvas(np.clip(image, 0, 255).astype(np.uint8), rng)
     land = ~water
@@ -269,21 +297,33 @@ def render_sample(rng, size=(512, 512)):
     if has_water:
         depth = int(water[0].sum())
         bridge_y = rng.uniform(0.15, 0.85) * height
-        canvas.stamp(_CLS['bridge'], depth / 2, bridge_y, 0., depth / 2 + 6, _rect(depth / 2 + 4, 5),
-                     lambda u, v: np.where((np.abs(v) > 3.5)[:, None], (95, 95, 95), (160, 160, 155)))
+        canvas.stamp(
+            _CLS['bridge'],
+            depth / 2,
+            bridge_y,
+            0.0,
+            depth / 2 + 6,
+            _rect(depth / 2 + 4, 5),
+            lambda u, v: np.where((np.abs(v) > 3.5)[:, None], (95, 95, 95), (160, 160, 155)),
+        )
         canvas.taken.extend((x, bridge_y, 7) for x in range(0, depth + 8, 8))
         for _ in range(rng.integers(1, 3)):
             # Piers reach from the shore into the water.
             pier_y = rng.uniform(0.05, 0.95) * height
             if canvas.claim(depth - 24, pier_y, 26):
-                canvas.stamp(_CLS['harbor'], depth - 24, pier_y, 0., 30, _rect(26, 5),
-                             lambda u, v: (140, 128, 105))
+                canvas.stamp(_CLS['harbor'], depth - 24, pier_y, 0.0, 30, _rect(26, 5), lambda u, v: (140, 128, 105))
         for _ in range(rng.integers(4, 10)):
             spot = canvas.free_spot(14, region=water)
             if spot:
                 _draw_ship(canvas, spot[0], spot[1], angle())
-    large = [(_draw_track_field, 64), (_draw_soccer_field, 56), (_draw_roundabout, 0),
-             (_draw_baseball_diamond, 40), (_draw_tennis_court, 26), (_draw_basketball_court, 20)]
+    large = [
+        (_draw_track_field, 64),
+        (_draw_soccer_field, 56),
+        (_draw_roundabout, 0),
+        (_draw_baseball_diamond, 40),
+        (_draw_tennis_court, 26),
+        (_draw_basketball_court, 20),
+    ]
     for draw, radius in large:
         if draw is _draw_roundabout:
             outer = rng.uniform(18, 26)
@@ -293,15 +333,19 @@ def render_sample(rng, size=(512, 512)):
             continue
         spot = canvas.free_spot(radius, region=land)
         if spot:
-            draw(canvas, spot[0], spot[1], rng.choice((0., np.pi / 2)) + rng.normal(0., 0.1))
+            draw(canvas, spot[0], spot[1], rng.choice((0.0, np.pi / 2)) + rng.normal(0.0, 0.1))
     tank_spot = canvas.free_spot(34, region=land)
     if tank_spot:
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 if rng.random() < 0.8:
                     _draw_storage_tank(canvas, tank_spot[0] + 22 * dx, tank_spot[1] + 22 * dy, rng.uniform(6, 9))
-    for draw, radius, count in ((_draw_plane, 23, (2, 4)), (_draw_helicopter, 15, (1, 3)),
-                                (_draw_swimming_pool, 11, (2, 6)), (_draw_large_vehicle, 10, (4, 9))):
+    for draw, radius, count in (
+        (_draw_plane, 23, (2, 4)),
+        (_draw_helicopter, 15, (1, 3)),
+        (_draw_swimming_pool, 11, (2, 6)),
+        (_draw_large_vehicle, 10, (4, 9)),
+    ):
         for _ in range(rng.integers(*count)):
             spot = canvas.free_spot(radius, region=land)
             if spot:
@@ -313,7 +357,7 @@ def render_sample(rng, size=(512, 512)):
             offset = position + rng.choice((-2.5, 2.5))
             x, y = (along, offset) if horizontal else (offset, along)
             if land[int(min(y, height - 1)), int(min(x, width - 1))] and canvas.claim(x, y, 4):
-                _draw_small_vehicle(canvas, x, y, 0. if horizontal else np.pi / 2)
+                _draw_small_vehicle(canvas, x, y, 0.0 if horizontal else np.pi / 2)
         else:
             spot = canvas.free_spot(5, region=land)
             if spot:
@@ -354,8 +398,7 @@ def generate_demo_dataset(root, num_train=4, num_val=2, size=(512, 512), seed=0)
             image, label = render_sample(rng, size)
             name = 'demo_%s_%04d' % (split, index)
             Image.fromarray(image).save(os.path.join(image_dir, name + '.png'), compress_level=1)
-            Image.fromarray(palette[label]).save(os.path.join(mask_dir, name + COLOR_MASK_SUFFIX),
-                                                 compress_level=1)
+            Image.fromarray(palette[label]).save(os.path.join(mask_dir, name + COLOR_MASK_SUFFIX), compress_level=1)
         folders[split] = (image_dir, mask_dir)
     return folders
 
@@ -364,12 +407,19 @@ def parse_args(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(
         description='Write a seeded synthetic iSAID-format data set (images + colour masks).',
-        epilog='example: python -m data.demo --out ./demo_isaid --num-train 8 --num-val 4 --size 512 512')
+        epilog='example: python -m data.demo --out ./demo_isaid --num-train 8 --num-val 4 --size 512 512',
+    )
     parser.add_argument('--out', required=True, help='output folder; gets train/ and val/ subfolders')
     parser.add_argument('--num-train', type=int, default=8, help='number of training images (default 8)')
     parser.add_argument('--num-val', type=int, default=4, help='number of validation images (default 4)')
-    parser.add_argument('--size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'),
-                        help='image height and width (default 512 512)')
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        default=(512, 512),
+        metavar=('H', 'W'),
+        help='image height and width (default 512 512)',
+    )
     parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     return parser.parse_args(argv)
 

@@ -20,6 +20,7 @@ with FactSeg's; :data:`DEVKIT_CLASS_NAMES` has the devkit's names in the same in
 label PNG made with the devkit or mmsegmentation order has classes 2 and 12 the other way round
 from the official weights.
 """
+
 import contextlib
 import functools
 import random
@@ -40,14 +41,41 @@ from simplecv.io.pairs import MaskNaming, list_pairs
 from simplecv.util.logger import get_logger
 
 CLASS_NAMES = (
-    'background', 'ship', 'storage_tank', 'baseball_diamond', 'tennis_court', 'basketball_court',
-    'ground_track_field', 'bridge', 'large_vehicle', 'small_vehicle', 'helicopter', 'swimming_pool',
-    'roundabout', 'soccer_ball_field', 'plane', 'harbor',
+    'background',
+    'ship',
+    'storage_tank',
+    'baseball_diamond',
+    'tennis_court',
+    'basketball_court',
+    'ground_track_field',
+    'bridge',
+    'large_vehicle',
+    'small_vehicle',
+    'helicopter',
+    'swimming_pool',
+    'roundabout',
+    'soccer_ball_field',
+    'plane',
+    'harbor',
 )
 DEVKIT_CLASS_NAMES = CLASS_NAMES[:2] + ('roundabout',) + CLASS_NAMES[3:12] + ('storage_tank',) + CLASS_NAMES[13:]
 COLOR_MAP = (
-    (0, 0, 0), (0, 0, 63), (0, 191, 127), (0, 63, 0), (0, 63, 127), (0, 63, 191), (0, 63, 255), (0, 127, 63),
-    (0, 127, 127), (0, 0, 127), (0, 0, 191), (0, 0, 255), (0, 63, 63), (0, 127, 191), (0, 127, 255), (0, 100, 155),
+    (0, 0, 0),
+    (0, 0, 63),
+    (0, 191, 127),
+    (0, 63, 0),
+    (0, 63, 127),
+    (0, 63, 191),
+    (0, 63, 255),
+    (0, 127, 63),
+    (0, 127, 127),
+    (0, 0, 127),
+    (0, 0, 191),
+    (0, 0, 255),
+    (0, 63, 63),
+    (0, 127, 191),
+    (0, 127, 255),
+    (0, 100, 155),
 )
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_INDEX = 255
@@ -61,13 +89,31 @@ COLOR_MASK_MARK = '_instance_color_RGB'
 LABEL_MASK_MARK = '_label'
 COLOR_MASK_SUFFIX = COLOR_MASK_MARK + '.png'
 LABEL_MASK_SUFFIX = LABEL_MASK_MARK + '.png'
-ISAID_NAMING = MaskNaming(color=(COLOR_MASK_MARK,), label=(LABEL_MASK_MARK, ''),
-                          not_images=(COLOR_MASK_MARK, '_instance_id_RGB', LABEL_MASK_MARK))
+ISAID_NAMING = MaskNaming(
+    color=(COLOR_MASK_MARK,),
+    label=(LABEL_MASK_MARK, ''),
+    not_images=(COLOR_MASK_MARK, '_instance_id_RGB', LABEL_MASK_MARK),
+)
 
 __all__ = [
-    'CLASS_NAMES', 'COLOR_MAP', 'COLOR_MASK_SUFFIX', 'ColorMaskDecoder', 'DEVKIT_CLASS_NAMES', 'IGNORE_INDEX',
-    'IMAGENET_MEAN', 'IMAGENET_STD', 'ISAID_NAMING', 'ISAIDSegmmDataLoader', 'ISAIDSegmmDataset', 'LABEL_MASK_SUFFIX',
-    'NUM_CLASSES', 'RemoveColorMap', 'colorize', 'collate_batch', 'decode_color_mask', 'list_isaid_pairs',
+    'CLASS_NAMES',
+    'COLOR_MAP',
+    'COLOR_MASK_SUFFIX',
+    'ColorMaskDecoder',
+    'DEVKIT_CLASS_NAMES',
+    'IGNORE_INDEX',
+    'IMAGENET_MEAN',
+    'IMAGENET_STD',
+    'ISAID_NAMING',
+    'ISAIDSegmmDataLoader',
+    'ISAIDSegmmDataset',
+    'LABEL_MASK_SUFFIX',
+    'NUM_CLASSES',
+    'RemoveColorMap',
+    'colorize',
+    'collate_batch',
+    'decode_color_mask',
+    'list_isaid_pairs',
 ]
 
 _LOGGER = get_logger('factseg.data')
@@ -118,8 +164,9 @@ class RemoveColorMap:
         if match not in ('exact', 'hash'):
             raise ConfigError("RemoveColorMap: match must be 'exact' or 'hash', got %r" % (match,))
         if not 0 < len(colors) < IGNORE_INDEX - 1:
-            raise ConfigError('RemoveColorMap: color_map must hold 1 to %d colours, got %d'
-                              % (IGNORE_INDEX - 2, len(colors)))
+            raise ConfigError(
+                'RemoveColorMap: color_map must hold 1 to %d colours, got %d' % (IGNORE_INDEX - 2, len(colors))
+            )
         self.colors = tuple(tuple(int(v) for v in c) for c in colors)
         self.mapping = tuple(mapping)
         self.unknown = unknown
@@ -161,8 +208,9 @@ class RemoveColorMap:
         """
         mask = np.asarray(mask)
         if mask.ndim != 3 or mask.shape[2] < 3 or mask.dtype != np.uint8:
-            raise ValueError('RemoveColorMap.decode expects an (H, W, 3) uint8 RGB mask, got %s %s'
-                             % (mask.dtype, mask.shape))
+            raise ValueError(
+                'RemoveColorMap.decode expects an (H, W, 3) uint8 RGB mask, got %s %s' % (mask.dtype, mask.shape)
+            )
         keys = _pixel_keys(mask)
         exact = self._exact_lut()[keys]
         unknown = exact == len(self.colors)
@@ -240,8 +288,10 @@ def colorize(label):
     palette[IGNORE_INDEX] = IGNORE_COLOR
     bad = (label < 0) | (label > IGNORE_INDEX) | ((label >= NUM_CLASSES) & (label != IGNORE_INDEX))
     if bad.any():
-        raise ValueError('colorize: labels must be 0..%d or %d, found %s'
-                         % (NUM_CLASSES - 1, IGNORE_INDEX, np.unique(label[bad])[:10].tolist()))
+        raise ValueError(
+            'colorize: labels must be 0..%d or %d, found %s'
+            % (NUM_CLASSES - 1, IGNORE_INDEX, np.unique(label[bad])[:10].tolist())
+        )
     return palette[label.astype(np.intp)]
 
 
@@ -272,9 +322,15 @@ class ColorMaskDecoder:
         label, num_unknown, examples = decoder.decode(pixels)
         if num_unknown and path not in _REPORTED:
             _REPORTED.add(path)
-            _LOGGER.warning('%s: %d pixels (%.2f%%) have colours outside the iSAID table, e.g. %s; they are '
-                            'labelled %d (%s)', path, num_unknown, 100. * num_unknown / label.size,
-                            ', '.join(map(str, examples)), decoder.fill, decoder.unknown)
+            _LOGGER.warning(
+                '%s: %d pixels (%.2f%%) have colours outside the iSAID table, e.g. %s; they are labelled %d (%s)',
+                path,
+                num_unknown,
+                100.0 * num_unknown / label.size,
+                ', '.join(map(str, examples)),
+                decoder.fill,
+                decoder.unknown,
+            )
         return label
 
 
@@ -298,8 +354,9 @@ def list_isaid_pairs(image_dir, mask_dir=None, mask_format='color', remove_color
         DataError: naming the file and the fix.
         ConfigError: a bad ``mask_format``.
     """
-    return list_pairs(image_dir, mask_dir, mask_format, ISAID_NAMING, ColorMaskDecoder(remove_color_map),
-                      NUM_CLASSES, IGNORE_INDEX)
+    return list_pairs(
+        image_dir, mask_dir, mask_format, ISAID_NAMING, ColorMaskDecoder(remove_color_map), NUM_CLASSES, IGNORE_INDEX
+    )
 
 
 class _LruCache:
@@ -339,7 +396,7 @@ def _seeded(seed):
     """Seed Python's and NumPy's global generators, and restore their states afterwards."""
     py_state, np_state = random.getstate(), np.random.get_state()
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     try:
         yield
     finally:
@@ -348,6 +405,7 @@ def _seeded(seed):
 
 
 # ---------------------------------------------------------------- data set
+
 
 class ISAIDSegmmDataset(paddle.io.Dataset):
     """All sliding-window patches of all iSAID images in a folder.
@@ -390,8 +448,16 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
         DataError: naming the file and the fix, for every problem listed above.
     """
 
-    def __init__(self, image_dir, mask_dir, patch_config=DEFAULT_PATCH_CONFIG, transforms=None,
-                 mask_format='color', verify='header', cache_mb=512):
+    def __init__(
+        self,
+        image_dir,
+        mask_dir,
+        patch_config=DEFAULT_PATCH_CONFIG,
+        transforms=None,
+        mask_format='color',
+        verify='header',
+        cache_mb=512,
+    ):
         super().__init__()
         check_mask_format(mask_format)
         if verify not in ('header', 'decode'):
@@ -404,7 +470,7 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
         self.transforms = comm.Compose(transforms)
         decoders = [t for t in self.transforms.transforms if isinstance(t, RemoveColorMap)]
         self.color_decoder = decoders[0] if decoders else RemoveColorMap()
-        self._cache = _LruCache(int(cache_mb * 2 ** 20))
+        self._cache = _LruCache(int(cache_mb * 2**20))
         self.pairs = list_isaid_pairs(image_dir, mask_dir, mask_format, self.color_decoder)
         self.files = [(pair.image_path, pair.mask_path) for pair in self.pairs]
         sizes = [(pair.height, pair.width) for pair in self.pairs]
@@ -470,8 +536,10 @@ class ISAIDSegmmDataset(paddle.io.Dataset):
                 image, label = self.transforms(image, label)
         image = np.ascontiguousarray(image, dtype=np.float32)
         if image.ndim != 3 or image.shape[0] != 3:
-            raise ConfigError('the data transforms must end with segm.ToTensor() so that images are '
-                              '(3, H, W); got an image of shape %s' % (image.shape,))
+            raise ConfigError(
+                'the data transforms must end with segm.ToTensor() so that images are '
+                '(3, H, W); got an image of shape %s' % (image.shape,)
+            )
         return image, {'cls': np.ascontiguousarray(label, dtype=np.int64)}
 
 
@@ -518,8 +586,9 @@ class ISAIDSegmmDataLoader(paddle.io.DataLoader):
         Raises:
             DataError: a missing folder or mask, or a bad file (named, with the fix).
         """
-        return list_isaid_pairs(params['image_dir'], params.get('mask_dir') or None,
-                                params.get('mask_format') or 'color')
+        return list_isaid_pairs(
+            params['image_dir'], params.get('mask_dir') or None, params.get('mask_format') or 'color'
+        )
 
     def __init__(self, config):
         self.config = AttrDict()
@@ -529,15 +598,34 @@ class ISAIDSegmmDataLoader(paddle.io.DataLoader):
         for key in ('batch_size', 'num_workers'):
             minimum = 1 if key == 'batch_size' else 0
             if not isinstance(cfg[key], int) or cfg[key] < minimum:
-                raise ConfigError('ISAIDSegmmDataLoader.params.%s must be an int >= %d, got %r'
-                                  % (key, minimum, cfg[key]))
-        dataset = ISAIDSegmmDataset(cfg.image_dir, cfg.mask_dir, cfg.patch_config, cfg.transforms,
-                                    mask_format=cfg.mask_format, verify=cfg.verify, cache_mb=cfg.cache_mb)
-        sampler = StepBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, shuffle=cfg.training,
-                                   drop_last=False, rank=paddle.distributed.get_rank(),
-                                   world_size=paddle.distributed.get_world_size())
-        super().__init__(CaptureErrors(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
-                         collate_fn=collate_or_fail(collate_batch), return_list=True)
+                raise ConfigError(
+                    'ISAIDSegmmDataLoader.params.%s must be an int >= %d, got %r' % (key, minimum, cfg[key])
+                )
+        dataset = ISAIDSegmmDataset(
+            cfg.image_dir,
+            cfg.mask_dir,
+            cfg.patch_config,
+            cfg.transforms,
+            mask_format=cfg.mask_format,
+            verify=cfg.verify,
+            cache_mb=cfg.cache_mb,
+        )
+        sampler = StepBatchSampler(
+            len(dataset),
+            cfg.batch_size,
+            seed=cfg.seed,
+            shuffle=cfg.training,
+            drop_last=False,
+            rank=paddle.distributed.get_rank(),
+            world_size=paddle.distributed.get_world_size(),
+        )
+        super().__init__(
+            CaptureErrors(dataset),
+            batch_sampler=sampler,
+            num_workers=cfg.num_workers,
+            collate_fn=collate_or_fail(collate_batch),
+            return_list=True,
+        )
 
     def __iter__(self):
         """Iterate over batches; a sample that fails to load raises its :class:`DataError` here, in the caller's

@@ -1,4 +1,5 @@
 """The asymmetric decoder of the semantic FPN (official name: ``AssymetricDecoder``)."""
+
 import math
 
 import paddle.nn as nn
@@ -38,12 +39,14 @@ class AsymmetricDecoder(nn.Layer):
             for index in range(num_layers):
                 channels_in = in_channels if index == 0 else out_channels
                 weight_attr, _ = torch_default_conv_attrs(channels_in, 3)
-                layers.append(nn.Sequential(
-                    nn.Conv2D(channels_in, out_channels, 3, padding=1, weight_attr=weight_attr, bias_attr=False),
-                    batch_norm(out_channels),
-                    nn.ReLU(),
-                    UpsampleBilinear(scale_factor=2) if num_upsample != 0 else nn.Identity(),
-                ))
+                layers.append(
+                    nn.Sequential(
+                        nn.Conv2D(channels_in, out_channels, 3, padding=1, weight_attr=weight_attr, bias_attr=False),
+                        batch_norm(out_channels),
+                        nn.ReLU(),
+                        UpsampleBilinear(scale_factor=2) if num_upsample != 0 else nn.Identity(),
+                    )
+                )
             self.blocks.append(nn.Sequential(*layers))
 
     def forward(self, features):

@@ -1,6 +1,7 @@
 """FactSeg (Ma, Wang, Zhong, Zheng, "Foreground Activation-Driven Small Object Semantic
 Segmentation in Large-Scale Remote Sensing Imagery", IEEE TGRS 60, 2022).
 """
+
 import paddle
 import paddle.nn as nn
 
@@ -18,8 +19,9 @@ from simplecv.module.resnet import ResNetEncoder
 _BRANCH_DEFAULTS = dict(
     fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
     # Official spelling, kept at the config boundary.
-    assymetric_decoder=dict(in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32),
-                            out_feat_output_stride=4),
+    assymetric_decoder=dict(
+        in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
+    ),
     out_channels=128,
 )
 _JOINT_LOSS_DEFAULTS = dict(sample='SOM', ratio=0.1, ignore_index=255, som_groups=1, ohem_min_kept=100000)
@@ -86,15 +88,23 @@ class FactSeg(nn.Layer):
         self.config.loss = self._check_loss_config(loss_config)
         cfg = self.config
         if cfg.fbattention.atttention:
-            raise ConfigError('model.params.fbattention.atttention=True is not supported: the official code '
-                              'never builds its attention blocks (fbatt_block_list), so it cannot run there either')
+            raise ConfigError(
+                'model.params.fbattention.atttention=True is not supported: the official code '
+                'never builds its attention blocks (fbatt_block_list), so it cannot run there either'
+            )
         self.resencoder = ResNetEncoder(cfg.resnet_encoder, 'model.params.resnet_encoder')
         for branch in ('foreground', 'binary'):
             if list(cfg[branch].fpn.in_channels_list) != self.resencoder.out_channels:
-                raise ConfigError('model.params.%s.fpn.in_channels_list=%s does not match the %s encoder, whose '
-                                  'features have %s channels' % (branch, list(cfg[branch].fpn.in_channels_list),
-                                                                cfg.resnet_encoder.resnet_type,
-                                                                self.resencoder.out_channels))
+                raise ConfigError(
+                    'model.params.%s.fpn.in_channels_list=%s does not match the %s encoder, whose '
+                    'features have %s channels'
+                    % (
+                        branch,
+                        list(cfg[branch].fpn.in_channels_list),
+                        cfg.resnet_encoder.resnet_type,
+                        self.resencoder.out_channels,
+                    )
+                )
         self.fgfpn = FPN(**cfg.foreground.fpn)
         self.bifpn = FPN(**cfg.binary.fpn)
         self.fg_decoder = AsymmetricDecoder(**cfg.foreground.assymetric_decoder)
@@ -116,11 +126,14 @@ class FactSeg(nn.Layer):
         loss_config = AttrDict(loss_config)
         unknown = sorted(set(loss_config) - set(_LOSS_KEYS))
         if unknown:
-            raise ConfigError('unknown loss %s in model.params.loss; supported: %s (inverse_ce is not ported)'
-                              % (', '.join(repr(u) for u in unknown), ', '.join(_LOSS_KEYS)))
+            raise ConfigError(
+                'unknown loss %s in model.params.loss; supported: %s (inverse_ce is not ported)'
+                % (', '.join(repr(u) for u in unknown), ', '.join(_LOSS_KEYS))
+            )
         if 'joint_loss' in loss_config:
-            loss_config.joint_loss = merge_strict(_JOINT_LOSS_DEFAULTS, loss_config.joint_loss,
-                                                  'model.params.loss.joint_loss')
+            loss_config.joint_loss = merge_strict(
+                _JOINT_LOSS_DEFAULTS, loss_config.joint_loss, 'model.params.loss.joint_loss'
+            )
         loss_config.setdefault('ignore_index', 255)
         return loss_config
 

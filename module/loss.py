@@ -7,6 +7,7 @@ int64 with values ``0..C-1`` and ``ignore_index``.
 Joint probability (paper Eq. 6–8; official ``JointLoss``): with q = σ(b) and c = softmax(s),
 ``p_0 ∝ (1 - q)·c_0`` and ``p_k ∝ q·c_k`` for k ≥ 1, normalised over k.
 """
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -84,8 +85,9 @@ def joint_log_probability(fg_logits, bi_logits, logsumexp='native'):
     # adds on slices of log c (identical numbers and gradients; 1.8 s -> 1.0 s for forward and
     # backward of the loss on 2x16x512x512 on 2 CPU cores).
     log_foreground = F.log_sigmoid(bi_logits)
-    offsets = paddle.concat([F.log_sigmoid(-bi_logits),
-                             log_foreground.expand([-1, fg_logits.shape[1] - 1, -1, -1])], axis=1)
+    offsets = paddle.concat(
+        [F.log_sigmoid(-bi_logits), log_foreground.expand([-1, fg_logits.shape[1] - 1, -1, -1])], axis=1
+    )
     log_joint = offsets + log_class
     normaliser = export_ops.logsumexp(log_joint, axis=1, keepdim=True, implementation=logsumexp)
     return log_joint - normaliser.expand_as(log_joint)
@@ -139,8 +141,9 @@ def som(losses, ratio, groups=1):
 def _som_single(flat_losses, ratio):
     num_keep = int(ratio * flat_losses.shape[0])
     if num_keep < 1:
-        raise ConfigError('SOM keeps int(%g × %d) = 0 pixels; raise the ratio or the patch size'
-                          % (ratio, flat_losses.shape[0]))
+        raise ConfigError(
+            'SOM keeps int(%g × %d) = 0 pixels; raise the ratio or the patch size' % (ratio, flat_losses.shape[0])
+        )
     top, _ = paddle.topk(flat_losses, num_keep)
     nonzero = (top != 0).astype(top.dtype).sum()
     return top.sum() / (nonzero + 1e-6)

@@ -1,4 +1,5 @@
 """main.ipynb: committed without outputs, and run top to bottom in a real Jupyter kernel."""
+
 import json
 import os
 import time
@@ -44,8 +45,9 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.setenv('FACTSEG_NOTEBOOK_WORK', str(work))  # the kernel inherits the environment
     monkeypatch.delenv('FACTSEG_NOTEBOOK_INSTALL', raising=False)
     monkeypatch.setenv('FACTSEG_PTH', str(tmp_path / 'absent.pth'))
-    client = nbclient.NotebookClient(notebook, timeout=TIMEOUT, kernel_name='python3',
-                                     resources={'metadata': {'path': REPO}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=TIMEOUT, kernel_name='python3', resources={'metadata': {'path': REPO}}
+    )
     start = time.time()
     client.execute()  # raises CellExecutionError naming the cell on any error
     seconds = time.time() - start
@@ -72,8 +74,10 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert (work / 'inference_model' / 'deploy.json').is_file()
 
     rasterio = pytest.importorskip('rasterio')
-    with rasterio.open(work / 'geotiff_in' / 'scene.tif') as source, \
-            rasterio.open(work / 'geotiff_out' / 'scene.tif') as prediction:
+    with (
+        rasterio.open(work / 'geotiff_in' / 'scene.tif') as source,
+        rasterio.open(work / 'geotiff_out' / 'scene.tif') as prediction,
+    ):
         assert prediction.count == 1 and prediction.shape == source.shape
         assert prediction.crs == source.crs and prediction.transform == source.transform
         assert int(prediction.read(1).max()) < 16

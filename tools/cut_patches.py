@@ -16,6 +16,7 @@ Example::
     python tools/cut_patches.py --image_dir ./isaid_segm/train/images \\
         --mask_dir ./isaid_segm/train/masks --out ./isaid_patches/train
 """
+
 import argparse
 import multiprocessing
 import os
@@ -44,15 +45,27 @@ def _cut_files(dataset, file_indices, out_dir, compress_level):
             _, x1, y1, _, _ = dataset.windows[index]
             name = '%s_%d_%d' % (stem, x1, y1)
             Image.fromarray(np.ascontiguousarray(image)).save(
-                os.path.join(image_dir, name + '.png'), compress_level=compress_level)
+                os.path.join(image_dir, name + '.png'), compress_level=compress_level
+            )
             Image.fromarray(np.ascontiguousarray(label)).save(
-                os.path.join(mask_dir, name + LABEL_MASK_SUFFIX), compress_level=compress_level)
+                os.path.join(mask_dir, name + LABEL_MASK_SUFFIX), compress_level=compress_level
+            )
             count += 1
     return count
 
 
-def cut_patches(image_dir, mask_dir, out_dir, patch_size=896, stride=512, mask_format='color',
-                unknown='ignore', match='exact', workers=1, compress_level=1):
+def cut_patches(
+    image_dir,
+    mask_dir,
+    out_dir,
+    patch_size=896,
+    stride=512,
+    mask_format='color',
+    unknown='ignore',
+    match='exact',
+    workers=1,
+    compress_level=1,
+):
     """Write every sliding-window patch of a split as image and label PNGs.
 
     Args:
@@ -74,14 +87,26 @@ def cut_patches(image_dir, mask_dir, out_dir, patch_size=896, stride=512, mask_f
         DataError: a problem with the input files (checked before anything is written).
     """
     # One decoded image pair at a time per process: the windows are cut image by image.
-    dataset = ISAIDSegmmDataset(image_dir, mask_dir, dict(patch_size=patch_size, stride=stride),
-                                [RemoveColorMap(unknown=unknown, match=match)], mask_format=mask_format,
-                                cache_mb=1024)
+    dataset = ISAIDSegmmDataset(
+        image_dir,
+        mask_dir,
+        dict(patch_size=patch_size, stride=stride),
+        [RemoveColorMap(unknown=unknown, match=match)],
+        mask_format=mask_format,
+        cache_mb=1024,
+    )
     os.makedirs(os.path.join(out_dir, 'images'), exist_ok=True)
     os.makedirs(os.path.join(out_dir, 'masks'), exist_ok=True)
     chunks = [list(range(len(dataset.files)))[w::workers] for w in range(workers)]
-    _LOGGER.info('cutting %d images into %d patches of %d px (stride %d) with %d process(es) into %s',
-                 len(dataset.files), len(dataset), patch_size, stride, workers, out_dir)
+    _LOGGER.info(
+        'cutting %d images into %d patches of %d px (stride %d) with %d process(es) into %s',
+        len(dataset.files),
+        len(dataset),
+        patch_size,
+        stride,
+        workers,
+        out_dir,
+    )
     if workers == 1:
         return _cut_files(dataset, chunks[0], out_dir, compress_level)
     # Spawned, not forked: Paddle (imported with the data set) runs threads that a fork would copy
@@ -96,18 +121,31 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Cut an iSAID split into sliding-window patch PNGs with label masks.',
         epilog='example: python tools/cut_patches.py --image_dir ./isaid_segm/train/images '
-               '--mask_dir ./isaid_segm/train/masks --out ./isaid_patches/train')
+        '--mask_dir ./isaid_segm/train/masks --out ./isaid_patches/train',
+    )
     parser.add_argument('--image_dir', required=True, help='folder of <name>.png images')
     parser.add_argument('--mask_dir', required=True, help='folder of the masks')
     parser.add_argument('--out', required=True, help='output folder (gets images/ and masks/)')
     parser.add_argument('--patch_size', type=int, default=896, help='window size (default 896)')
     parser.add_argument('--stride', type=int, default=512, help='window stride (default 512)')
-    parser.add_argument('--mask_format', choices=('color', 'label'), default='color',
-                        help='color: <name>_instance_color_RGB.png; label: <name>_label.png or <name>.png')
-    parser.add_argument('--unknown', choices=('ignore', 'background'), default='ignore',
-                        help='label of colours outside the iSAID table: 255 (ignore) or 0 (official)')
-    parser.add_argument('--match', choices=('exact', 'hash'), default='exact',
-                        help='colour matching: exact RGB, or the official R+2G+3B hash')
+    parser.add_argument(
+        '--mask_format',
+        choices=('color', 'label'),
+        default='color',
+        help='color: <name>_instance_color_RGB.png; label: <name>_label.png or <name>.png',
+    )
+    parser.add_argument(
+        '--unknown',
+        choices=('ignore', 'background'),
+        default='ignore',
+        help='label of colours outside the iSAID table: 255 (ignore) or 0 (official)',
+    )
+    parser.add_argument(
+        '--match',
+        choices=('exact', 'hash'),
+        default='exact',
+        help='colour matching: exact RGB, or the official R+2G+3B hash',
+    )
     parser.add_argument('--workers', type=int, default=1, help='parallel processes (default 1)')
     return parser.parse_args(argv)
 
@@ -116,8 +154,17 @@ def main(argv=None):
     """Cut the patches of one split as the command line says and log how many were written."""
     args = parse_args(argv)
     configure_logging()
-    count = cut_patches(args.image_dir, args.mask_dir, args.out, args.patch_size, args.stride,
-                        args.mask_format, args.unknown, args.match, args.workers)
+    count = cut_patches(
+        args.image_dir,
+        args.mask_dir,
+        args.out,
+        args.patch_size,
+        args.stride,
+        args.mask_format,
+        args.unknown,
+        args.match,
+        args.workers,
+    )
     _LOGGER.info('wrote %d patches to %s', count, args.out)
 
 

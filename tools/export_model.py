@@ -4,6 +4,7 @@ The program takes normalised windows ``[N, 3, H, W]`` (H, W multiples of 32) and
 fused class probabilities; ``deploy.json`` beside it records the normalisation, class names
 and palette for ``tools/infer.py``.
 """
+
 import argparse
 import os
 import sys
@@ -16,14 +17,14 @@ import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2
 from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
-EPILOG = '''examples:
+EPILOG = """examples:
   python tools/export_model.py --config_path isaid.factseg --ckpt_path log/model-60000.pdparams \\
       --save_dir inference_model                          # CPU + oneDNN, 896x896 windows
   python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams \\
       --save_dir inference_model_gpu --interpolation native --input_size -1 -1 --batch_size -1
   python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams \\
       --save_dir inference_model --format onnx            # + model.onnx for onnxruntime
-'''
+"""
 
 
 def parse_args(argv=None):
@@ -32,21 +33,39 @@ def parse_args(argv=None):
     Raises:
         SystemExit: invalid options (argparse prints the usage).
     """
-    parser = argparse.ArgumentParser(prog='python tools/export_model.py', description=__doc__.split('\n\n')[0],
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='python tools/export_model.py',
+        description=__doc__.split('\n\n')[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument('--config_path', required=True, help="config: dotted name ('isaid.factseg') or .py file")
     parser.add_argument('--ckpt_path', required=True, help='checkpoint of apex_train.py or converted official weights')
     parser.add_argument('--save_dir', required=True, help='output folder for model.json, model.pdiparams, deploy.json')
-    parser.add_argument('--input_size', type=int, nargs=2, default=(896, 896), metavar=('H', 'W'),
-                        help='window height and width the program takes, multiples of 32 (default 896 896; '
-                             '-1 -1 for free sizes with --interpolation native)')
+    parser.add_argument(
+        '--input_size',
+        type=int,
+        nargs=2,
+        default=(896, 896),
+        metavar=('H', 'W'),
+        help='window height and width the program takes, multiples of 32 (default 896 896; '
+        '-1 -1 for free sizes with --interpolation native)',
+    )
     parser.add_argument('--batch_size', type=int, default=1, help='windows per run (-1: free, native only)')
-    parser.add_argument('--interpolation', choices=('matmul', 'native'), default='matmul',
-                        help='matmul: exact matmul interpolation that runs under oneDNN on CPU (fixed shape); '
-                             'native: Paddle interpolation ops (GPU; free shapes)')
-    parser.add_argument('--format', choices=('paddle', 'onnx'), default='paddle',
-                        help='paddle: the Paddle Inference program (default); onnx: also model.onnx beside it, '
-                             'converted with paddle2onnx (matmul interpolation only)')
+    parser.add_argument(
+        '--interpolation',
+        choices=('matmul', 'native'),
+        default='matmul',
+        help='matmul: exact matmul interpolation that runs under oneDNN on CPU (fixed shape); '
+        'native: Paddle interpolation ops (GPU; free shapes)',
+    )
+    parser.add_argument(
+        '--format',
+        choices=('paddle', 'onnx'),
+        default='paddle',
+        help='paddle: the Paddle Inference program (default); onnx: also model.onnx beside it, '
+        'converted with paddle2onnx (matmul interpolation only)',
+    )
     add_config_overrides(parser, 'model.params.num_classes 16')
     args = parser.parse_args(argv)
     check_config_overrides(parser, args.opts)

@@ -4,6 +4,7 @@ Each image (PNG/JPEG, or a GeoTIFF read by rows) goes through the official slidi
 procedure; outputs are ``<name>.png`` (iSAID palette) and ``<name>_label.png`` (class indices),
 or for GeoTIFF input a one-band ``<name>.tif`` keeping the CRS and transform.
 """
+
 import argparse
 import os
 import sys
@@ -15,10 +16,10 @@ if REPO_ROOT not in sys.path:
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.util.logger import configure_logging  # noqa: E402
 
-EPILOG = '''example:
+EPILOG = """example:
   python tools/export_model.py --config_path isaid.factseg --ckpt_path factseg50.pdparams --save_dir inference_model
   python tools/infer.py --model_dir inference_model --image_dir my_scenes --out_dir predictions
-'''
+"""
 
 
 def parse_args(argv=None):
@@ -27,19 +28,31 @@ def parse_args(argv=None):
     Raises:
         SystemExit: invalid options, e.g. ``--use_gpu`` with ``--backend onnxruntime``.
     """
-    parser = argparse.ArgumentParser(prog='python tools/infer.py', description=__doc__.split('\n\n')[0],
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='python tools/infer.py',
+        description=__doc__.split('\n\n')[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument('--model_dir', required=True, help='folder written by tools/export_model.py')
     parser.add_argument('--image_dir', required=True, help='folder of images, or one image file')
     parser.add_argument('--out_dir', required=True, help='where the predictions are written')
-    parser.add_argument('--patch_size', type=int, default=None,
-                        help='window size; default: the exported input size (896 unless exported otherwise)')
+    parser.add_argument(
+        '--patch_size',
+        type=int,
+        default=None,
+        help='window size; default: the exported input size (896 unless exported otherwise)',
+    )
     parser.add_argument('--stride', type=int, default=None, help='window step (default: min(512, patch size))')
     parser.add_argument('--batch_size', type=int, default=1, help='windows per run; any value gives the same result')
     parser.add_argument('--use_gpu', action='store_true', help='run on GPU 0 (needs an --interpolation native export)')
-    parser.add_argument('--backend', choices=('paddle', 'onnxruntime'), default='paddle',
-                        help='paddle: the Paddle Inference program (default); onnxruntime: model.onnx of an '
-                             '--format onnx export, on the CPU')
+    parser.add_argument(
+        '--backend',
+        choices=('paddle', 'onnxruntime'),
+        default='paddle',
+        help='paddle: the Paddle Inference program (default); onnxruntime: model.onnx of an '
+        '--format onnx export, on the CPU',
+    )
     args = parser.parse_args(argv)
     if args.use_gpu and args.backend == 'onnxruntime':
         parser.error('--use_gpu runs the Paddle program; --backend onnxruntime runs on the CPU only')
@@ -83,8 +96,17 @@ def main(argv=None):
         patch = args.patch_size or (exported[0] if exported[0] > 0 else 896)
         stride = args.stride or min(512, patch)
         colors = [tuple(c) for c in info['colors']]
-        evaluator = Evaluator(forward, len(colors), patch, stride, info['mean'], info['std'], info.get('class_names'),
-                              colors, batch_size=args.batch_size)
+        evaluator = Evaluator(
+            forward,
+            len(colors),
+            patch,
+            stride,
+            info['mean'],
+            info['std'],
+            info.get('class_names'),
+            colors,
+            batch_size=args.batch_size,
+        )
         pairs = list_images(args.image_dir)
         os.makedirs(args.out_dir, exist_ok=True)
         evaluator.run(pairs, args.out_dir, label_pngs=True, desc='predict')

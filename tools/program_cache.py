@@ -1,4 +1,5 @@
 """List or clear the cache of exported oneDNN programs (see simplecv/inference/program_cache.py)."""
+
 import argparse
 import os
 import sys
@@ -14,8 +15,9 @@ from simplecv.util.logger import configure_logging  # noqa: E402
 def main(argv=None):
     """List the cached programs, or delete them with ``--clear``; returns the exit status."""
     parser = argparse.ArgumentParser(prog='python tools/program_cache.py', description=__doc__)
-    parser.add_argument('--cache_dir', default=None,
-                        help='cache directory (default: $%s, else ~/.cache/factseg-paddle)' % CACHE_ENV)
+    parser.add_argument(
+        '--cache_dir', default=None, help='cache directory (default: $%s, else ~/.cache/factseg-paddle)' % CACHE_ENV
+    )
     parser.add_argument('--clear', action='store_true', help='delete every cached program')
     args = parser.parse_args(argv)
     configure_logging()

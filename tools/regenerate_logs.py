@@ -17,6 +17,7 @@ with exit status 1, leaves that step's ``Log/`` folder as it was and keeps the t
 for inspection. Absolute paths of the checkout and of the temporary folder are written relative
 in the copied text files, so the logs name no machine paths.
 """
+
 import argparse
 import fnmatch
 import os
@@ -50,23 +51,42 @@ class Step:
 
 
 STEPS = (
-    Step('demo', 'demo',
-         [['{python}', '{repo}/tools/run_demo.py', '--data', 'demo_data', '--out', 'demo_output']],
-         'demo_output',
-         ['train.log', 'train_log.jsonl', 'training_curves.png', 'checkpoint_info.json', 'eval_log.jsonl',
-          'eval_model-*.json', 'eval_model-*.txt', 'comparison.png'],
-         'the built-in demo, python tools/run_demo.py (~8 min on 2 cores)'),
-    Step('tipc', 'tipc',
-         [['bash', '{repo}/test_tipc/prepare.sh', '{repo}/' + TIPC_CONFIG, TIPC_MODE, '{tmp}'],
-          ['bash', '{repo}/test_tipc/test_train_inference_python.sh', '{repo}/' + TIPC_CONFIG, TIPC_MODE, '{tmp}']],
-         'test_tipc/output/' + TIPC_MODE,
-         ['results_python.log', '*.log'],
-         'the TIPC chain in %s mode (~2 min)' % TIPC_MODE),
-    Step('align', 'align_full',
-         [['{python}', '{repo}/torch_ref/align.py', '--full', '--out', 'align_full']],
-         'align_full',
-         ['*_diff.log'],
-         'the alignment chain with torch, python torch_ref/align.py --full (~1 h on 2 cores)'),
+    Step(
+        'demo',
+        'demo',
+        [['{python}', '{repo}/tools/run_demo.py', '--data', 'demo_data', '--out', 'demo_output']],
+        'demo_output',
+        [
+            'train.log',
+            'train_log.jsonl',
+            'training_curves.png',
+            'checkpoint_info.json',
+            'eval_log.jsonl',
+            'eval_model-*.json',
+            'eval_model-*.txt',
+            'comparison.png',
+        ],
+        'the built-in demo, python tools/run_demo.py (~8 min on 2 cores)',
+    ),
+    Step(
+        'tipc',
+        'tipc',
+        [
+            ['bash', '{repo}/test_tipc/prepare.sh', '{repo}/' + TIPC_CONFIG, TIPC_MODE, '{tmp}'],
+            ['bash', '{repo}/test_tipc/test_train_inference_python.sh', '{repo}/' + TIPC_CONFIG, TIPC_MODE, '{tmp}'],
+        ],
+        'test_tipc/output/' + TIPC_MODE,
+        ['results_python.log', '*.log'],
+        'the TIPC chain in %s mode (~2 min)' % TIPC_MODE,
+    ),
+    Step(
+        'align',
+        'align_full',
+        [['{python}', '{repo}/torch_ref/align.py', '--full', '--out', 'align_full']],
+        'align_full',
+        ['*_diff.log'],
+        'the alignment chain with torch, python torch_ref/align.py --full (~1 h on 2 cores)',
+    ),
 )
 STEP_NAMES = tuple(step.name for step in STEPS)
 
@@ -84,29 +104,42 @@ def parse_steps(text):
     names = [name.strip() for name in text.split(',') if name.strip()]
     unknown = [name for name in names if name not in STEP_NAMES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError('unknown step(s) %s; choose from %s'
-                                         % (', '.join(unknown) or "''", ','.join(STEP_NAMES)))
+        raise argparse.ArgumentTypeError(
+            'unknown step(s) %s; choose from %s' % (', '.join(unknown) or "''", ','.join(STEP_NAMES))
+        )
     return [step for step in STEPS if step.name in names]
 
 
 def parse_args(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into an ``argparse.Namespace``."""
     parser = argparse.ArgumentParser(
-        prog='python tools/regenerate_logs.py', description=__doc__.split('\n\n')[0],
+        prog='python tools/regenerate_logs.py',
+        description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='examples:\n'
-               '  OMP_NUM_THREADS=2 python tools/regenerate_logs.py --skip_align   # demo and TIPC (~10 min)\n'
-               '  python tools/regenerate_logs.py --only tipc\n'
-               '  python tools/regenerate_logs.py --dry_run                        # print what would run')
-    parser.add_argument('--only', type=parse_steps, default=list(STEPS), metavar=','.join(STEP_NAMES),
-                        help='steps to run, comma-separated (default: all three)')
-    parser.add_argument('--skip_align', '--skip-align', action='store_true',
-                        help='leave out the align step (about an hour on 2 cores)')
-    parser.add_argument('--log_dir', default=os.path.join(REPO_ROOT, 'Log'),
-                        help='the folder that receives demo/, tipc/ and align_full/ (default: Log/ of the checkout)')
+        '  OMP_NUM_THREADS=2 python tools/regenerate_logs.py --skip_align   # demo and TIPC (~10 min)\n'
+        '  python tools/regenerate_logs.py --only tipc\n'
+        '  python tools/regenerate_logs.py --dry_run                        # print what would run',
+    )
+    parser.add_argument(
+        '--only',
+        type=parse_steps,
+        default=list(STEPS),
+        metavar=','.join(STEP_NAMES),
+        help='steps to run, comma-separated (default: all three)',
+    )
+    parser.add_argument(
+        '--skip_align', '--skip-align', action='store_true', help='leave out the align step (about an hour on 2 cores)'
+    )
+    parser.add_argument(
+        '--log_dir',
+        default=os.path.join(REPO_ROOT, 'Log'),
+        help='the folder that receives demo/, tipc/ and align_full/ (default: Log/ of the checkout)',
+    )
     parser.add_argument('--keep_temp', action='store_true', help='keep the temporary folders of successful steps')
-    parser.add_argument('--dry_run', '--dry-run', action='store_true',
-                        help='print the commands and the files to copy; run nothing')
+    parser.add_argument(
+        '--dry_run', '--dry-run', action='store_true', help='print the commands and the files to copy; run nothing'
+    )
     args = parser.parse_args(argv)
     args.steps = [step for step in args.only if not (args.skip_align and step.name == 'align')]
     if not args.steps:
@@ -211,18 +244,24 @@ def run_step(step, log_dir, keep_temp, number, total, temp_root=None):
         print('[%d/%d] %s: $ %s' % (number, total, step.name, ' '.join(command)), flush=True)
         status = run_command(command, tmp, console_log, env)
         if status != 0:
-            raise StepFailed('%s: `%s` exited with %d; its output is in %s (Log/%s is unchanged)'
-                             % (step.name, ' '.join(command), status, console_log, step.target))
+            raise StepFailed(
+                '%s: `%s` exited with %d; its output is in %s (Log/%s is unchanged)'
+                % (step.name, ' '.join(command), status, console_log, step.target)
+            )
     source = os.path.join(tmp, step.source)
     try:
         names = matching_files(source, step.patterns)
     except StepFailed as error:
-        raise StepFailed('%s: %s; output in %s (Log/%s is unchanged)' % (step.name, error, console_log,
-                                                                        step.target)) from None
+        raise StepFailed(
+            '%s: %s; output in %s (Log/%s is unchanged)' % (step.name, error, console_log, step.target)
+        ) from None
     target = os.path.join(log_dir, step.target)
     install(source, names, target, prefixes=(REPO_ROOT, os.path.realpath(tmp), tmp))
-    print('[%d/%d] %s: done in %.0f s; %d files in %s: %s' % (number, total, step.name, time.time() - start,
-                                                              len(names), target, ', '.join(names)), flush=True)
+    print(
+        '[%d/%d] %s: done in %.0f s; %d files in %s: %s'
+        % (number, total, step.name, time.time() - start, len(names), target, ', '.join(names)),
+        flush=True,
+    )
     if not keep_temp:
         shutil.rmtree(tmp, ignore_errors=True)
     return names
@@ -238,8 +277,10 @@ def main(argv=None):
             print('[%d/%d] %s: %s' % (number, total, step.name, step.about))
             for argv_ in step.commands:
                 print('    $ %s' % ' '.join(fill(argv_, '<tmp>')))
-            print('    copy <tmp>/%s/{%s} -> %s' % (step.source, ','.join(step.patterns),
-                                                    os.path.join(args.log_dir, step.target)))
+            print(
+                '    copy <tmp>/%s/{%s} -> %s'
+                % (step.source, ','.join(step.patterns), os.path.join(args.log_dir, step.target))
+            )
         return 0
     start = time.time()
     for number, step in enumerate(args.steps, 1):
@@ -247,7 +288,7 @@ def main(argv=None):
             run_step(step, args.log_dir, args.keep_temp, number, total)
         except StepFailed as error:
             print('regenerate_logs.py: error: %s' % error, file=sys.stderr)
-            done = [s.name for s in args.steps[:number - 1]]
+            done = [s.name for s in args.steps[: number - 1]]
             if done:
                 print('regenerate_logs.py: already regenerated: %s' % ', '.join(done), file=sys.stderr)
             return 1

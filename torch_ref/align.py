@@ -21,6 +21,7 @@ Usage::
     python torch_ref/align.py --steps forward,loss --out align_out
     python torch_ref/align.py --full --out align_full          # 896x896, official ResNet-50 (slow)
 """
+
 import argparse
 import json
 import os
@@ -53,22 +54,33 @@ def parse_steps(text):
     names = [name.strip() for name in text.split(',') if name.strip()]
     unknown = [name for name in names if name not in STEPS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError('unknown step(s) %s; choose all or from %s'
-                                         % (', '.join(unknown) or "''", ', '.join(STEPS)))
+        raise argparse.ArgumentTypeError(
+            'unknown step(s) %s; choose all or from %s' % (', '.join(unknown) or "''", ', '.join(STEPS))
+        )
     return tuple(name for name in STEPS if name in names)
 
 
 def build_parser():
     """The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog='python torch_ref/align.py', description=__doc__.split('\n\n')[0],
+        prog='python torch_ref/align.py',
+        description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='examples:\n' + __doc__.split('Usage::')[1])
-    parser.add_argument('--steps', type=parse_steps, default=STEPS, metavar='all|' + ','.join(STEPS),
-                        help='steps to run, comma-separated (default: all)')
+        epilog='examples:\n' + __doc__.split('Usage::')[1],
+    )
+    parser.add_argument(
+        '--steps',
+        type=parse_steps,
+        default=STEPS,
+        metavar='all|' + ','.join(STEPS),
+        help='steps to run, comma-separated (default: all)',
+    )
     parser.add_argument('--out', required=True, help='output folder for the .npy files and *_diff.log')
-    parser.add_argument('--full', action='store_true',
-                        help='896x896 inputs and the official ResNet-50 in every step (tens of minutes on a CPU)')
+    parser.add_argument(
+        '--full',
+        action='store_true',
+        help='896x896 inputs and the official ResNet-50 in every step (tens of minutes on a CPU)',
+    )
     parser.add_argument('--seed', type=int, default=0, help='seed of weights and data (default: %(default)s)')
     return parser
 
@@ -82,15 +94,27 @@ def run_steps(steps, out_dir, options):
             result = step_module(name).run(out_dir, options)
         except Exception as exc:  # a step that cannot run is a failed check, reported with its cause
             _logger.error('%s: could not run:\n%s', name, traceback.format_exc())
-            result = StepResult(name, False, float('inf'), float('nan'), '', '',
-                                ['error: %s: %s' % (type(exc).__name__, exc)])
-        _logger.info('%-8s %s  worst %s diff %.3g (limit %g)  %.0f s  %s', name,
-                     'passed' if result.passed else 'FAILED', result.method or '-', result.worst_diff,
-                     result.threshold, time.time() - start, result.log_path or result.notes[-1])
+            result = StepResult(
+                name, False, float('inf'), float('nan'), '', '', ['error: %s: %s' % (type(exc).__name__, exc)]
+            )
+        _logger.info(
+            '%-8s %s  worst %s diff %.3g (limit %g)  %.0f s  %s',
+            name,
+            'passed' if result.passed else 'FAILED',
+            result.method or '-',
+            result.worst_diff,
+            result.threshold,
+            time.time() - start,
+            result.log_path or result.notes[-1],
+        )
         if not result.passed:
             over = result.failed_keys[:MAX_LISTED] + (['...'] if len(result.failed_keys) > MAX_LISTED else [])
-            _logger.error('%s: over the limit: %s%s', name, ', '.join(over) or '-',
-                          ''.join('; ' + n for n in result.notes if n.startswith('FAILED')))
+            _logger.error(
+                '%s: over the limit: %s%s',
+                name,
+                ', '.join(over) or '-',
+                ''.join('; ' + n for n in result.notes if n.startswith('FAILED')),
+            )
         results.append(result)
     return results
 

@@ -19,6 +19,7 @@ Output layouts (read them with ``paddle.load``):
     ``resnet``: ``{name: ndarray}`` with torchvision names and no prefix, ``fc.*`` dropped, as
     ``ResNetEncoder`` loads it from ``resnet_encoder.pretrained``.
 """
+
 import argparse
 import os
 import sys
@@ -76,7 +77,8 @@ class ConversionReport:
         if not self.ok:
             raise CheckpointError(
                 f'{source} does not match the target architecture: {self.describe()}. Check that the '
-                f'file and --config/--depth describe the same model.')
+                f'file and --config/--depth describe the same model.'
+            )
 
 
 def paddle_key(torch_key):
@@ -96,7 +98,7 @@ def paddle_key(torch_key):
 
 def strip_ddp_prefix(state_dict):
     """Remove a leading ``module.`` (DDP wrapper) from every key that has one."""
-    return {(k[len(DDP_PREFIX):] if k.startswith(DDP_PREFIX) else k): v for k, v in state_dict.items()}
+    return {(k[len(DDP_PREFIX) :] if k.startswith(DDP_PREFIX) else k): v for k, v in state_dict.items()}
 
 
 def _to_numpy(tensor):
@@ -134,7 +136,8 @@ def convert_state_dict(torch_sd, expected_shapes, drop=lambda key: False):
     report.mismatched = sorted(
         (k, tuple(expected_shapes[k]), tuple(paddle_sd[k].shape))
         for k in set(paddle_sd) & set(expected_shapes)
-        if tuple(paddle_sd[k].shape) != tuple(expected_shapes[k]))
+        if tuple(paddle_sd[k].shape) != tuple(expected_shapes[k])
+    )
     return paddle_sd, report
 
 
@@ -219,7 +222,8 @@ def load_torch_file(path):
     except Exception as exc:  # torch raises many types (pickle, zip, weights-only refusals)
         raise CheckpointError(
             f'cannot read {path} as a PyTorch weights file ({type(exc).__name__}: {_first_line(exc)}). Pass an '
-            f'official .pth checkpoint or torchvision weights, not a Paddle or corrupt file.') from exc
+            f'official .pth checkpoint or torchvision weights, not a Paddle or corrupt file.'
+        ) from exc
 
 
 def _first_line(exc):
@@ -244,7 +248,8 @@ def unwrap_checkpoint(obj, path):
             return dict(obj), 0
     raise CheckpointError(
         f'{path} is neither a SimpleCV checkpoint ({{"model": state_dict, "global_step": N}}) nor a '
-        f'state dict of tensors (top-level keys: {_head(obj)})')
+        f'state dict of tensors (top-level keys: {_head(obj)})'
+    )
 
 
 def _head(obj):
@@ -277,44 +282,65 @@ def convert_factseg_file(src, dst, params):
     paddle_sd, report = convert_factseg_state_dict(state, factseg_expected_shapes(params))
     report.raise_if_failed(src)
     save_paddle({'model': paddle_sd, 'global_step': global_step, 'source': SOURCE_TAG}, dst)
-    _logger.info('wrote %s: %d tensors, global_step %d (dropped %d num_batches_tracked)',
-                 dst, len(paddle_sd), global_step, len(report.dropped))
+    _logger.info(
+        'wrote %s: %d tensors, global_step %d (dropped %d num_batches_tracked)',
+        dst,
+        len(paddle_sd),
+        global_step,
+        len(report.dropped),
+    )
     return report
 
 
 def convert_resnet_file(src, dst, resnet_type):
     """Convert a torchvision ResNet file; returns the report (raises before writing on mismatch)."""
     state, _ = unwrap_checkpoint(load_torch_file(src), src)
-    paddle_sd, report = convert_resnet_state_dict(strip_ddp_prefix(state),
-                                                  resnet_expected_shapes(resnet_type))
+    paddle_sd, report = convert_resnet_state_dict(strip_ddp_prefix(state), resnet_expected_shapes(resnet_type))
     report.raise_if_failed(src)
     save_paddle(paddle_sd, dst)
-    _logger.info('wrote %s: %d tensors of %s (dropped %d: fc and num_batches_tracked)',
-                 dst, len(paddle_sd), resnet_type, len(report.dropped))
+    _logger.info(
+        'wrote %s: %d tensors of %s (dropped %d: fc and num_batches_tracked)',
+        dst,
+        len(paddle_sd),
+        resnet_type,
+        len(report.dropped),
+    )
     return report
 
 
-_RESNET_DEPTHS = sorted(int(name[len('resnet'):]) for name in RESNET_SPECS)
+_RESNET_DEPTHS = sorted(int(name[len('resnet') :]) for name in RESNET_SPECS)
 
 
 def build_parser():
     """The command-line parser (subcommands ``factseg``, ``resnet`` and ``resnet18/34/50/101``)."""
     parser = argparse.ArgumentParser(
-        prog='python torch_ref/convert.py', description=__doc__.split('\n\n')[0],
+        prog='python torch_ref/convert.py',
+        description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='examples:\n' + __doc__.split('Usage::')[1].split('Output layouts')[0])
+        epilog='examples:\n' + __doc__.split('Usage::')[1].split('Output layouts')[0],
+    )
     commands = parser.add_subparsers(dest='command', required=True)
     fact = commands.add_parser('factseg', help='official FactSeg checkpoint -> Paddle checkpoint')
     fact.add_argument('--src', required=True, help='official .pth (SimpleCV checkpoint or state dict)')
     fact.add_argument('--dst', required=True, help='output .pdparams')
-    fact.add_argument('--config', default='isaid.factseg',
-                      help='config whose model.params describe the architecture (default: %(default)s)')
-    fact.add_argument('--opts', nargs='*', default=[], metavar='KEY VALUE',
-                      help='config overrides, e.g. model.params.resnet_encoder.resnet_type resnet101')
-    res = commands.add_parser('resnet', aliases=[f'resnet{d}' for d in _RESNET_DEPTHS],
-                              help='torchvision ImageNet ResNet -> encoder pretrained weights')
-    res.add_argument('--depth', type=int, choices=_RESNET_DEPTHS,
-                     help='ResNet depth (implied by the resnetNN aliases)')
+    fact.add_argument(
+        '--config',
+        default='isaid.factseg',
+        help='config whose model.params describe the architecture (default: %(default)s)',
+    )
+    fact.add_argument(
+        '--opts',
+        nargs='*',
+        default=[],
+        metavar='KEY VALUE',
+        help='config overrides, e.g. model.params.resnet_encoder.resnet_type resnet101',
+    )
+    res = commands.add_parser(
+        'resnet',
+        aliases=[f'resnet{d}' for d in _RESNET_DEPTHS],
+        help='torchvision ImageNet ResNet -> encoder pretrained weights',
+    )
+    res.add_argument('--depth', type=int, choices=_RESNET_DEPTHS, help='ResNet depth (implied by the resnetNN aliases)')
     res.add_argument('--src', required=True, help='torchvision .pth, e.g. resnet50-19c8e357.pth')
     res.add_argument('--dst', required=True, help='output .pdparams')
     return parser
@@ -329,10 +355,9 @@ def main(argv=None):
         if args.command == 'factseg':
             if len(args.opts) % 2:
                 parser.error('--opts takes KEY VALUE pairs')
-            convert_factseg_file(args.src, args.dst,
-                                 factseg_params_from_config(args.config, args.opts))
+            convert_factseg_file(args.src, args.dst, factseg_params_from_config(args.config, args.opts))
         else:
-            implied = None if args.command == 'resnet' else int(args.command[len('resnet'):])
+            implied = None if args.command == 'resnet' else int(args.command[len('resnet') :])
             if implied is None and args.depth is None:
                 parser.error('resnet needs --depth (or use resnet18/34/50/101)')
             if implied is not None and args.depth not in (None, implied):

@@ -35,10 +35,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    'DEFAULT_PARAMS', 'merge_params', 'ResNet', 'ResNetEncoder', 'FPN', 'AsymmetricDecoder',
-    'FactSeg', 'JointLoss', 'som', 'ohem_weight', 'ohem_cross_entropy', 'separate_losses',
-    'inverse_weight_cross_entropy', 'joint_probability', 'randomize_batchnorm_', 'RESNET_SPECS',
-    'sliding_windows', 'predict_sliding_window',
+    'DEFAULT_PARAMS',
+    'merge_params',
+    'ResNet',
+    'ResNetEncoder',
+    'FPN',
+    'AsymmetricDecoder',
+    'FactSeg',
+    'JointLoss',
+    'som',
+    'ohem_weight',
+    'ohem_cross_entropy',
+    'separate_losses',
+    'inverse_weight_cross_entropy',
+    'joint_probability',
+    'randomize_batchnorm_',
+    'RESNET_SPECS',
+    'sliding_windows',
+    'predict_sliding_window',
 ]
 
 #: Official defaults (``FactSeg.set_defalut_config`` merged with ``ResNetEncoder``'s), except that
@@ -57,14 +71,16 @@ DEFAULT_PARAMS = dict(
     num_classes=16,
     foreground=dict(
         fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
-        assymetric_decoder=dict(in_channels=256, out_channels=128,
-                                in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4),
+        assymetric_decoder=dict(
+            in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
+        ),
         out_channels=128,
     ),
     binary=dict(
         fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
-        assymetric_decoder=dict(in_channels=256, out_channels=128,
-                                in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4),
+        assymetric_decoder=dict(
+            in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
+        ),
         out_channels=128,
     ),
     fbattention=dict(atttention=False, encode_channel=128),
@@ -94,6 +110,7 @@ def merge_params(base, override):
 # ----------------------------------------------------------------------------------------------
 # Encoder: torchvision ResNet ("v1.5", stride on the 3x3 conv) without fc.
 # ----------------------------------------------------------------------------------------------
+
 
 def _conv3x3(in_channels, out_channels, stride=1):
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
@@ -171,8 +188,7 @@ class ResNet(nn.Module):
     def __init__(self, resnet_type):
         super().__init__()
         if resnet_type not in RESNET_SPECS:
-            raise ValueError(f'resnet_type {resnet_type!r} is not supported; '
-                             f'use one of {sorted(RESNET_SPECS)}')
+            raise ValueError(f'resnet_type {resnet_type!r} is not supported; use one of {sorted(RESNET_SPECS)}')
         block, depths = RESNET_SPECS[resnet_type]
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -195,8 +211,7 @@ class ResNet(nn.Module):
         out_channels = width * block.expansion
         downsample = None
         if stride != 1 or in_channels != out_channels:
-            downsample = nn.Sequential(_conv1x1(in_channels, out_channels, stride),
-                                       nn.BatchNorm2d(out_channels))
+            downsample = nn.Sequential(_conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
         blocks = [block(in_channels, width, stride, downsample)]
         blocks += [block(out_channels, width) for _ in range(1, depth)]
         return nn.Sequential(*blocks), out_channels
@@ -230,9 +245,17 @@ class ResNetEncoder(nn.Module):
         with_cp, stem3_3x3: accepted for config compatibility; no effect on values.
     """
 
-    def __init__(self, resnet_type='resnet50', include_conv5=True, batchnorm_trainable=True,
-                 pretrained=False, freeze_at=0, output_stride=32,
-                 with_cp=(False, False, False, False), stem3_3x3=False):
+    def __init__(
+        self,
+        resnet_type='resnet50',
+        include_conv5=True,
+        batchnorm_trainable=True,
+        pretrained=False,
+        freeze_at=0,
+        output_stride=32,
+        with_cp=(False, False, False, False),
+        stem3_3x3=False,
+    ):
         super().__init__()
         del with_cp, stem3_3x3
         if output_stride not in (8, 16, 32):
@@ -242,8 +265,10 @@ class ResNetEncoder(nn.Module):
         self.freeze_at = freeze_at
         self.resnet = ResNet(resnet_type)
         if pretrained is True:
-            raise ValueError('resnet_encoder.pretrained=True would download weights; pass False '
-                             'or the path of a local torchvision ResNet file')
+            raise ValueError(
+                'resnet_encoder.pretrained=True would download weights; pass False '
+                'or the path of a local torchvision ResNet file'
+            )
         if pretrained:
             state = torch.load(pretrained, map_location='cpu', weights_only=True)
             self.resnet.load_state_dict(state, strict=False)
@@ -257,8 +282,14 @@ class ResNetEncoder(nn.Module):
                 if isinstance(m, nn.BatchNorm2d):
                     m.requires_grad_(False)
         # freeze_at 1 freezes conv1 and bn1, each step above it one more stage.
-        stages = [self.resnet.conv1, self.resnet.bn1, self.resnet.layer1, self.resnet.layer2,
-                  self.resnet.layer3, self.resnet.layer4]
+        stages = [
+            self.resnet.conv1,
+            self.resnet.bn1,
+            self.resnet.layer1,
+            self.resnet.layer2,
+            self.resnet.layer3,
+            self.resnet.layer4,
+        ]
         num_frozen = freeze_at + 1 if freeze_at >= 1 else 0
         for m in stages[:num_frozen]:
             m.requires_grad_(False)
@@ -290,6 +321,7 @@ class ResNetEncoder(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # FPN and decoder
 # ----------------------------------------------------------------------------------------------
+
 
 def _kaiming_uniform_conv(in_channels, out_channels, kernel_size):
     """SimpleCV ``conv_with_kaiming_uniform()``: conv with bias, weight U(+-sqrt(3/fan_in)), bias 0."""
@@ -344,32 +376,37 @@ class AsymmetricDecoder(nn.Module):
         out_feat_output_stride (int): stride of the output.
     """
 
-    def __init__(self, in_channels, out_channels, in_feat_output_strides=(4, 8, 16, 32),
-                 out_feat_output_stride=4):
+    def __init__(self, in_channels, out_channels, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4):
         super().__init__()
         self.blocks = nn.ModuleList()
         for in_stride in in_feat_output_strides:
             num_upsample = int(math.log2(int(in_stride))) - int(math.log2(int(out_feat_output_stride)))
             num_layers = num_upsample if num_upsample != 0 else 1
-            self.blocks.append(nn.Sequential(*[
+            self.blocks.append(
                 nn.Sequential(
-                    nn.Conv2d(in_channels if idx == 0 else out_channels, out_channels, 3, 1, 1,
-                              bias=False),
-                    nn.BatchNorm2d(out_channels),
-                    nn.ReLU(inplace=True),
-                    nn.UpsamplingBilinear2d(scale_factor=2) if num_upsample != 0 else nn.Identity(),
-                ) for idx in range(num_layers)]))
+                    *[
+                        nn.Sequential(
+                            nn.Conv2d(in_channels if idx == 0 else out_channels, out_channels, 3, 1, 1, bias=False),
+                            nn.BatchNorm2d(out_channels),
+                            nn.ReLU(inplace=True),
+                            nn.UpsamplingBilinear2d(scale_factor=2) if num_upsample != 0 else nn.Identity(),
+                        )
+                        for idx in range(num_layers)
+                    ]
+                )
+            )
 
     def forward(self, feats):
         """Args: feats, list of (N, in_channels, H/s_i, W/s_i). Returns: (N, out_channels, H/4, W/4)."""
         outs = [block(feat) for block, feat in zip(self.blocks, feats)]
         # Official: Python sum (0 + f0 + f1 + ...) divided by the literal 4.
-        return sum(outs) / 4.
+        return sum(outs) / 4.0
 
 
 # ----------------------------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------------------------
+
 
 def joint_probability(fg_pred, bi_pred):
     """Fuses class and foreground logits into normalised joint class probabilities.
@@ -436,8 +473,7 @@ def ohem_weight(prob_true, valid_mask, thresh=0.7, min_kept=100000):
         threshold = thresh
         if valid_prob.numel() > 0:
             sorted_prob = valid_prob.sort().values
-            threshold = max(sorted_prob[min(min_kept * prob_true.shape[0],
-                                            sorted_prob.numel() - 1)].item(), thresh)
+            threshold = max(sorted_prob[min(min_kept * prob_true.shape[0], sorted_prob.numel() - 1)].item(), thresh)
         weight[valid_mask] = (valid_prob < threshold).to(weight.dtype)
     return weight
 
@@ -512,18 +548,15 @@ class JointLoss(nn.Module):
         """
         cls_true = cls_true.long()
         p_ci = joint_probability(cls_pred, binary_pred)
-        losses = F.nll_loss(torch.log(p_ci), cls_true, ignore_index=self.ignore_index,
-                            reduction='none')
+        losses = F.nll_loss(torch.log(p_ci), cls_true, ignore_index=self.ignore_index, reduction='none')
         if self.sample == 'SOM':
             if losses.shape[0] % self.som_groups:
-                raise ValueError(f'som_groups={self.som_groups} must divide the batch size '
-                                 f'{losses.shape[0]}')
+                raise ValueError(f'som_groups={self.som_groups} must divide the batch size {losses.shape[0]}')
             chunks = losses.chunk(self.som_groups, dim=0)
             return sum(som(chunk, self.ratio) for chunk in chunks) / len(chunks)
         valid = cls_true != self.ignore_index
         index = torch.where(valid, cls_true, torch.zeros_like(cls_true)).unsqueeze(1)
-        weight = ohem_weight(p_ci.detach().gather(1, index).squeeze(1), valid, self.ratio,
-                             self.ohem_min_kept)
+        weight = ohem_weight(p_ci.detach().gather(1, index).squeeze(1), valid, self.ratio, self.ohem_min_kept)
         return (weight * losses).sum() / weight.sum()
 
 
@@ -551,8 +584,9 @@ def separate_losses(fg_pred, bi_pred, cls_true, loss_config, num_classes):
     if 'ohem' in loss_config:
         return dict(ohem_loss=ohem_cross_entropy(fg_pred, cls_true, ignore_index), bce_loss=bce)
     if 'inverse_ce' in loss_config:
-        return dict(inverse_celoss=inverse_weight_cross_entropy(fg_pred, cls_true, num_classes,
-                                                                ignore_index), bce_loss=bce)
+        return dict(
+            inverse_celoss=inverse_weight_cross_entropy(fg_pred, cls_true, num_classes, ignore_index), bce_loss=bce
+        )
     ce = F.cross_entropy(fg_pred, cls_true, ignore_index=ignore_index, reduction='none')
     if 'som' in loss_config:
         return dict(som_cls_loss=som(ce, loss_config['som'], eps=0.0), bce_loss=bce)
@@ -588,6 +622,7 @@ def randomize_batchnorm_(model, generator):
 # FactSeg
 # ----------------------------------------------------------------------------------------------
 
+
 class FactSeg(nn.Module):
     """FactSeg: ResNet encoder, foreground and binary FPN + decoder branches, 1x1 heads.
 
@@ -605,8 +640,10 @@ class FactSeg(nn.Module):
         super().__init__()
         cfg = merge_params(DEFAULT_PARAMS, params)
         if cfg['fbattention'].get('atttention', False):
-            raise ValueError('fbattention.atttention=True is broken in the official code '
-                             '(fbatt_block_list is never built); set it to False')
+            raise ValueError(
+                'fbattention.atttention=True is broken in the official code '
+                '(fbatt_block_list is never built); set it to False'
+            )
         if 'skip_decoder' in cfg['foreground']:
             raise ValueError('foreground.skip_decoder is broken in the official code; remove it')
         self.config = cfg
@@ -625,10 +662,8 @@ class FactSeg(nn.Module):
         feats = self.resencoder(x)
         fg_out = self.fg_decoder(list(self.fgfpn(feats)))
         bi_out = self.bi_decoder(self.bifpn(feats))
-        fg_pred = F.interpolate(self.fg_cls(fg_out), scale_factor=4.0, mode='bilinear',
-                                align_corners=True)
-        bi_pred = F.interpolate(self.bi_cls(bi_out), scale_factor=4.0, mode='bilinear',
-                                align_corners=True)
+        fg_pred = F.interpolate(self.fg_cls(fg_out), scale_factor=4.0, mode='bilinear', align_corners=True)
+        bi_pred = F.interpolate(self.bi_cls(bi_out), scale_factor=4.0, mode='bilinear', align_corners=True)
         return fg_pred, bi_pred
 
     def forward(self, x, y=None):
@@ -652,8 +687,7 @@ class FactSeg(nn.Module):
             cls_true = y['cls'].long()
             if self.joint_loss is not None:
                 return dict(joint_loss=self.joint_loss(fg_pred, bi_pred, cls_true))
-            return separate_losses(fg_pred, bi_pred, cls_true, self.config['loss'],
-                                   self.config['num_classes'])
+            return separate_losses(fg_pred, bi_pred, cls_true, self.config['loss'], self.config['num_classes'])
         if self.joint_loss is not None:
             return joint_probability(fg_pred, bi_pred)
         return torch.softmax(fg_pred, dim=1)
@@ -672,8 +706,15 @@ def sliding_windows(height, width, patch_size=896, stride=512):
 
 
 @torch.no_grad()
-def predict_sliding_window(model, image, patch_size=896, stride=512,
-                           mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), size_divisor=32):
+def predict_sliding_window(
+    model,
+    image,
+    patch_size=896,
+    stride=512,
+    mean=(123.675, 116.28, 103.53),
+    std=(58.395, 57.12, 57.375),
+    size_divisor=32,
+):
     """The official evaluation procedure (``tools/isaid_eval.py``, spec §9.1) on one image.
 
     Every window, as float32 0..255 CHW, is normalised ``(x - mean) / std``, zero-padded at the

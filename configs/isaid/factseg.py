@@ -4,6 +4,7 @@ Port-specific values: ``resnet_encoder.pretrained`` names a local file (convert 
 ``resnet50-19c8e357.pth`` with ``python torch_ref/convert.py resnet50 --src resnet50-19c8e357.pth
 --dst pretrained/resnet50.pdparams``); evaluation and inference never read it.
 """
+
 from data.isaid import RemoveColorMap
 from simplecv.api.preprocess import comm, segm
 
@@ -132,6 +133,5 @@ config = dict(
         log_interval_step=50,
         save_ckpt_interval_epoch=10,
     ),
-    test=dict(
-    ),
+    test=dict(),
 )

@@ -10,6 +10,7 @@ happened to import before::
 A name that is not registered raises :class:`~simplecv.core.errors.ConfigError` listing the
 registered names.
 """
+
 import data  # noqa: F401  (DATALOADER: ISAIDSegmmDataLoader)
 import module  # noqa: F401  (MODEL: FactSeg)
 import simplecv.opt  # noqa: F401  (OPT: sgd; LR: poly)

@@ -2,6 +2,7 @@
 
 They call the library's builders (:mod:`simplecv.engine.build`), as training and evaluation do.
 """
+
 from simplecv.core.config import import_config
 
 

@@ -24,6 +24,7 @@ The optimizer's accumulators are stored under the model's structured parameter n
 (``conv2d_57.w_0_velocity_0``), so a checkpoint resumes in any process, whatever else was
 built before the model.
 """
+
 import hashlib
 import json
 import os
@@ -90,6 +91,7 @@ def _write_json(data):
     def write(path):
         with open(path, 'w') as stream:
             json.dump(data, stream, indent=1)
+
     return write
 
 
@@ -106,13 +108,17 @@ def read_checkpoint_info(model_dir):
         with open(path) as stream:
             info = json.load(stream)
     except (OSError, ValueError) as exc:
-        raise CheckpointError('%s is unreadable (%s); it is not written by this trainer. Move it away to '
-                              'start a new run in %s' % (path, exc, model_dir)) from None
+        raise CheckpointError(
+            '%s is unreadable (%s); it is not written by this trainer. Move it away to '
+            'start a new run in %s' % (path, exc, model_dir)
+        ) from None
     has_last = isinstance(info, dict) and isinstance(info.get('last'), str)
     best_only = isinstance(info, dict) and 'last' not in info and isinstance(info.get('best'), dict)
     if not (has_last or best_only):
-        raise CheckpointError('%s has no "last" checkpoint name; it was not written by this trainer '
-                              '(SimpleCV PyTorch runs write another layout). Use another --model_dir' % path)
+        raise CheckpointError(
+            '%s has no "last" checkpoint name; it was not written by this trainer '
+            '(SimpleCV PyTorch runs write another layout). Use another --model_dir' % path
+        )
     return info
 
 
@@ -127,9 +133,10 @@ def last_checkpoint(model_dir):
         return None
     path = os.path.join(model_dir, info['last'])
     if not os.path.isfile(path):
-        raise CheckpointError('%s names %s as the last checkpoint, but that file does not exist; restore it '
-                              'or move %s away to start over' % (os.path.join(model_dir, CHECKPOINT_INFO),
-                                                                path, CHECKPOINT_INFO))
+        raise CheckpointError(
+            '%s names %s as the last checkpoint, but that file does not exist; restore it '
+            'or move %s away to start over' % (os.path.join(model_dir, CHECKPOINT_INFO), path, CHECKPOINT_INFO)
+        )
     return path
 
 
@@ -148,13 +155,15 @@ def check_compatible(info, config_name, digest, where):
     """
     saved_name, saved_digest = info.get('config_name'), info.get('config_digest')
     if saved_name is not None and saved_name != config_name:
-        raise CheckpointError('%s holds a checkpoint of config %r, not %r. Give this run its own --model_dir, '
-                              'or pass --config_path %s to continue that run' % (where, saved_name, config_name,
-                                                                                 saved_name))
+        raise CheckpointError(
+            '%s holds a checkpoint of config %r, not %r. Give this run its own --model_dir, '
+            'or pass --config_path %s to continue that run' % (where, saved_name, config_name, saved_name)
+        )
     if saved_digest is not None and saved_digest != digest:
-        raise CheckpointError('%s holds a checkpoint of config %r with another model section (model overrides '
-                              'differ); use the same model.* overrides as that run or another --model_dir'
-                              % (where, config_name))
+        raise CheckpointError(
+            '%s holds a checkpoint of config %r with another model section (model overrides '
+            'differ); use the same model.* overrides as that run or another --model_dir' % (where, config_name)
+        )
 
 
 def save_checkpoint(model_dir, state):
@@ -184,16 +193,24 @@ def save_checkpoint(model_dir, state):
             atomic_write(path, lambda tmp: paddle.save(state, tmp))
         checkpoints = dict(info.get('checkpoints', {}))
         checkpoints[str(step)] = name
-        new_info = dict(info, last=name, global_step=step, checkpoints=checkpoints,
-                        config_name=state.get('config_name'), config_digest=state.get('config_digest'))
+        new_info = dict(
+            info,
+            last=name,
+            global_step=step,
+            checkpoints=checkpoints,
+            config_name=state.get('config_name'),
+            config_digest=state.get('config_digest'),
+        )
         info_path = os.path.join(model_dir, CHECKPOINT_INFO)
         with writing(info_path, 'checkpoint pointer'):
             atomic_write(info_path, _write_json(new_info))
     except OutputError as error:
         previous = info.get('last')
         if previous:
-            note = ('the last complete checkpoint %s is unchanged; run the same command again to continue from it'
-                    % os.path.join(model_dir, previous))
+            note = (
+                'the last complete checkpoint %s is unchanged; run the same command again to continue from it'
+                % os.path.join(model_dir, previous)
+            )
         else:
             note = 'no earlier checkpoint exists'
         raise OutputError('%s; %s' % (error, note)) from None
@@ -229,8 +246,9 @@ def save_best(model_dir, state, global_step, miou):
     state = dict(state, global_step=int(global_step), miou=float(miou))
     with writing(path, 'best checkpoint'):
         atomic_write(path, lambda tmp: paddle.save(state, tmp))
-    info = read_checkpoint_info(model_dir) or dict(config_name=state.get('config_name'),
-                                                   config_digest=state.get('config_digest'))
+    info = read_checkpoint_info(model_dir) or dict(
+        config_name=state.get('config_name'), config_digest=state.get('config_digest')
+    )
     info['best'] = dict(file=BEST_CHECKPOINT, global_step=int(global_step), miou=float(miou))
     info_path = os.path.join(model_dir, CHECKPOINT_INFO)
     with writing(info_path, 'checkpoint pointer'):
@@ -249,17 +267,18 @@ def load_checkpoint(path):
     try:
         return paddle.load(path)
     except Exception as exc:
-        raise CheckpointError('cannot read checkpoint %s (%s); it is truncated or not a Paddle file. '
-                              'Official PyTorch .pth files must first be converted with '
-                              '`python torch_ref/convert.py factseg --src FILE.pth --dst FILE.pdparams`'
-                              % (path, exc)) from None
+        raise CheckpointError(
+            'cannot read checkpoint %s (%s); it is truncated or not a Paddle file. '
+            'Official PyTorch .pth files must first be converted with '
+            '`python torch_ref/convert.py factseg --src FILE.pth --dst FILE.pdparams`' % (path, exc)
+        ) from None
 
 
 def strip_wrapper_prefix(state_dict):
     """Remove a ``module.`` (torch DDP) or ``_layers.`` (Paddle DataParallel) prefix from every key."""
     for prefix in _WRAPPER_PREFIXES:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items()}
+            return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -278,8 +297,10 @@ def load_model_state(path):
     elif isinstance(obj, dict) and obj and all(hasattr(v, 'shape') for v in obj.values()):
         state, step = obj, 0
     else:
-        raise CheckpointError('%s holds no model weights: expected a dict of tensors or a checkpoint with a '
-                              '"model" entry, got %s' % (path, _describe(obj)))
+        raise CheckpointError(
+            '%s holds no model weights: expected a dict of tensors or a checkpoint with a '
+            '"model" entry, got %s' % (path, _describe(obj))
+        )
     return strip_wrapper_prefix(state), int(step)
 
 
@@ -307,7 +328,7 @@ def _rename_keys(state, table):
         if prefix is None:
             unmatched.append(key)
         else:
-            key = table[prefix] + key[len(prefix):]
+            key = table[prefix] + key[len(prefix) :]
         renamed[key] = value
     return renamed, sorted(unmatched)
 
@@ -339,8 +360,9 @@ def load_optimizer_state_by_name(optimizer, model, state, source):
     renamed, unmatched = _rename_keys(state, table)
     unmatched += sorted(set(master or ()) - set(table))
     if unmatched:
-        raise CheckpointError('%s has optimizer state for parameters the model does not have: %s'
-                              % (source, ', '.join(unmatched[:8])))
+        raise CheckpointError(
+            '%s has optimizer state for parameters the model does not have: %s' % (source, ', '.join(unmatched[:8]))
+        )
     if master:
         renamed['master_weights'] = {table[k]: v for k, v in master.items()}
     optimizer.set_state_dict(renamed)

@@ -6,6 +6,7 @@ Jupyter cell. Components declare their defaults with ``set_default_config`` and 
 user's values over them with :func:`merge_strict`, which rejects keys the component does not
 know and names the closest valid one.
 """
+
 import ast
 import copy
 import difflib
@@ -46,6 +47,7 @@ class AttrDict(dict):
 
     def __deepcopy__(self, memo):
         import copy
+
         return AttrDict({k: copy.deepcopy(v, memo) for k, v in self.items()})
 
     def update(self, other=(), **kwargs):
@@ -77,8 +79,10 @@ class AttrDict(dict):
                 if child is None:
                     node[part] = AttrDict()
                 elif not isinstance(child, dict):
-                    raise ConfigError('cannot override %r: %r is a %s, not a section'
-                                      % (dotted, '.'.join(parts[:depth + 1]), type(child).__name__))
+                    raise ConfigError(
+                        'cannot override %r: %r is a %s, not a section'
+                        % (dotted, '.'.join(parts[: depth + 1]), type(child).__name__)
+                    )
                 node = node[part]
             node[parts[-1]] = _parse_value(raw)
 
@@ -116,14 +120,15 @@ def config_file(config_path):
     if config_path.endswith('.py'):
         path = os.path.abspath(config_path)
     else:
-        dotted = config_path[len('configs.'):] if config_path.startswith('configs.') else config_path
+        dotted = config_path[len('configs.') :] if config_path.startswith('configs.') else config_path
         path = os.path.join(CONFIG_ROOT, *dotted.split('.')) + '.py'
     if not os.path.isfile(path):
         known = available_configs()
         close = difflib.get_close_matches(config_path, known, n=3, cutoff=0.4)
         hint = ('did you mean %s? ' % ' or '.join(repr(c) for c in close)) if close else ''
-        raise ConfigError('no config %r (looked for %s); %savailable configs: %s'
-                          % (config_path, path, hint, ', '.join(known)))
+        raise ConfigError(
+            'no config %r (looked for %s); %savailable configs: %s' % (config_path, path, hint, ', '.join(known))
+        )
     return path
 
 
@@ -237,8 +242,10 @@ def unknown_key_error(where, key, valid, note=''):
     """
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     hint = ('; did you mean %r?' % (_join(where, close[0]),)) if close else ''
-    error = ConfigError('unknown config key %r%s (valid keys here: %s)%s'
-                        % (_join(where, key), hint, ', '.join(sorted(valid)) or 'none', note))
+    error = ConfigError(
+        'unknown config key %r%s (valid keys here: %s)%s'
+        % (_join(where, key), hint, ', '.join(sorted(valid)) or 'none', note)
+    )
     error.path = _join(where, key)
     return error
 

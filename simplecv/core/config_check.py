@@ -8,6 +8,7 @@ the closest valid key. Official keys that this port accepts but does not use are
 :data:`DECLARED` with the reason; where such a key would change what the official code does, the
 values this port cannot honour are refused.
 """
+
 import inspect
 
 from simplecv.core.config import unknown_key_error
@@ -31,8 +32,13 @@ TRAIN_KEYS = {
     'eval_interval_iter': 'port: steps between evaluations of data.test (0: none)',
 }
 # Keys of ``train`` holding a step or epoch count, where 0 means "never".
-_INTERVAL_KEYS = ('log_interval_step', 'tensorboard_interval_step', 'save_ckpt_interval_epoch',
-                  'save_ckpt_interval_iter', 'eval_interval_iter')
+_INTERVAL_KEYS = (
+    'log_interval_step',
+    'tensorboard_interval_step',
+    'save_ckpt_interval_epoch',
+    'save_ckpt_interval_iter',
+    'eval_interval_iter',
+)
 
 
 def _false_only(value):
@@ -45,14 +51,21 @@ def _any(_):
 
 # Official keys accepted without effect: dotted key -> (accepted values, why it is not used).
 DECLARED = {
-    'train.distributed': (_any, 'SimpleCV reseeds its distributed sampler with it; here the sampler is always '
-                                'rank-aware and the process count comes from paddle.distributed.launch'),
-    'train.sync_bn': (_any, "read by SimpleCV's ddp_train.py (torch SyncBatchNorm); apex_train.py uses "
-                            'train.apex_sync_bn'),
+    'train.distributed': (
+        _any,
+        'SimpleCV reseeds its distributed sampler with it; here the sampler is always '
+        'rank-aware and the process count comes from paddle.distributed.launch',
+    ),
+    'train.sync_bn': (
+        _any,
+        "read by SimpleCV's ddp_train.py (torch SyncBatchNorm); apex_train.py uses train.apex_sync_bn",
+    ),
     'train.summary_grads': (_false_only, 'gradient histograms for TensorBoard are not ported'),
     'train.summary_weights': (_false_only, 'weight histograms for TensorBoard are not ported'),
-    'train.half_bn': (_false_only, "apex's fp16 BatchNorm work-around for frozen BatchNorm is not needed with "
-                                   'Paddle AMP'),
+    'train.half_bn': (
+        _false_only,
+        "apex's fp16 BatchNorm work-around for frozen BatchNorm is not needed with Paddle AMP",
+    ),
     'train.iterator_type': (lambda value: value == 'normal', "only SimpleCV's 'normal' iterator exists here"),
 }
 
@@ -98,8 +111,11 @@ class _Checker:
     def call_params(self, params, where, function, supplied):
         """Check ``params`` against the keyword arguments of ``function`` minus those the code supplies."""
         signature = inspect.signature(function)
-        valid = [name for name, p in signature.parameters.items()
-                 if name not in supplied and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        valid = [
+            name
+            for name, p in signature.parameters.items()
+            if name not in supplied and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
         self.keys(params, where, valid)
 
 
@@ -128,20 +144,21 @@ def check_training_config(config, overrides=()):
             _check_loader(check, config.data[split], 'data.' + split)
     check.keys(config.optimizer, 'optimizer', ('type', 'params', 'grad_clip'), required=('type',))
     optimizer = registry.OPT[config.optimizer.type]
-    check.call_params(config.optimizer.get('params', {}), 'optimizer.params', optimizer,
-                      ('parameters', 'learning_rate', 'grad_clip'))
+    check.call_params(
+        config.optimizer.get('params', {}), 'optimizer.params', optimizer, ('parameters', 'learning_rate', 'grad_clip')
+    )
     if config.optimizer.get('grad_clip') is not None:
         check.keys(config.optimizer.grad_clip, 'optimizer.grad_clip', ('max_norm', 'norm_type'))
     check.keys(config.learning_rate, 'learning_rate', ('type', 'params'), required=('type',))
-    check.call_params(config.learning_rate.get('params', {}), 'learning_rate.params',
-                      registry.LR[config.learning_rate.type], ())
+    check.call_params(
+        config.learning_rate.get('params', {}), 'learning_rate.params', registry.LR[config.learning_rate.type], ()
+    )
 
 
 def _check_train(check, train):
     declared = {dotted.split('.', 1)[1]: rule for dotted, rule in DECLARED.items() if dotted.startswith('train.')}
     if 'num_epochs' in train:
-        raise ConfigError('train.num_epochs is not supported; set train.num_iters (steps per epoch x epochs) '
-                          'instead')
+        raise ConfigError('train.num_epochs is not supported; set train.num_iters (steps per epoch x epochs) instead')
     check.keys(train, 'train', list(TRAIN_KEYS) + list(declared), required=('num_iters',))
     for key, (accepts, reason) in declared.items():
         if key in train and not accepts(train[key]):
@@ -149,8 +166,9 @@ def _check_train(check, train):
     if isinstance(train.num_iters, bool) or not isinstance(train.num_iters, int) or train.num_iters < 1:
         raise ConfigError('train.num_iters must be a positive int, got %r' % (train.num_iters,))
     if train.get('forward_times', 1) != 1:
-        raise ConfigError('train.forward_times=%r is not supported; only 1 (one batch per step)'
-                          % (train.forward_times,))
+        raise ConfigError(
+            'train.forward_times=%r is not supported; only 1 (one batch per step)' % (train.forward_times,)
+        )
     for key in _INTERVAL_KEYS:
         value = train.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):

@@ -4,6 +4,7 @@ SIGTERM is what batch schedulers, ``kill``, hosted notebook back-ends and
 ``paddle.distributed.launch`` (when it is stopped itself) send before they kill a process; Paddle's
 own handler for it prints a C++ stack and aborts, losing everything since the last checkpoint.
 """
+
 import signal
 import threading
 
@@ -44,8 +45,11 @@ class GracefulStop:
         name = signal.Signals(signum).name
         if self.received is None:
             self.received = signum
-            _logger.warning('%s: stopping after this step and saving a checkpoint%s', name,
-                            ' (Ctrl-C again to abort)' if signum == signal.SIGINT else '')
+            _logger.warning(
+                '%s: stopping after this step and saving a checkpoint%s',
+                name,
+                ' (Ctrl-C again to abort)' if signum == signal.SIGINT else '',
+            )
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
         self.trainer.request_stop()

@@ -5,6 +5,7 @@ the components, when they are imported; :mod:`simplecv.api.components` imports a
 one place. Take the registries from there (``from simplecv.api.components import MODEL``), or
 call :func:`populate` in library code that sits below those packages.
 """
+
 import difflib
 
 from simplecv.core.errors import ConfigError
@@ -32,11 +33,14 @@ class Registry:
         Raises:
             KeyError: ``name`` is taken and ``override`` is False.
         """
+
         def add(target):
             key = name or target.__name__
             if key in self._objects and not override and self._objects[key] is not target:
-                raise KeyError('%s %r is registered twice (%r and %r); pass override=True to replace it'
-                               % (self.name, key, self._objects[key], target))
+                raise KeyError(
+                    '%s %r is registered twice (%r and %r); pass override=True to replace it'
+                    % (self.name, key, self._objects[key], target)
+                )
             self._objects[key] = target
             return target
 
@@ -46,8 +50,10 @@ class Registry:
         if key not in self._objects:
             close = difflib.get_close_matches(str(key), list(self._objects), n=1)
             hint = ('did you mean %r? ' % close[0]) if close else ''
-            raise ConfigError('no %s named %r is registered; %sregistered: %s'
-                              % (self.name, key, hint, ', '.join(sorted(self._objects)) or '(none)'))
+            raise ConfigError(
+                'no %s named %r is registered; %sregistered: %s'
+                % (self.name, key, hint, ', '.join(sorted(self._objects)) or '(none)')
+            )
         return self._objects[key]
 
     def __contains__(self, key):

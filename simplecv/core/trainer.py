@@ -12,6 +12,7 @@ The loop knows no model names. Logging, checkpoints, VisualDL, evaluation and th
 hooks (:class:`HookBase`, implemented in :mod:`simplecv.engine.hooks`) called ``before_train``,
 ``after_step`` and ``after_train``.
 """
+
 import math
 import random
 import time
@@ -36,8 +37,9 @@ def unwrap_model(model):
 
 def _check_amp(level, dtype):
     if level not in AMP_LEVELS or dtype not in AMP_DTYPES:
-        raise ValueError('AMP level must be one of %s and dtype one of %s, got %r and %r'
-                         % (AMP_LEVELS, AMP_DTYPES, level, dtype))
+        raise ValueError(
+            'AMP level must be one of %s and dtype one of %s, got %r and %r' % (AMP_LEVELS, AMP_DTYPES, level, dtype)
+        )
 
 
 def prepare_amp(model, optimizer, level, dtype='float16'):
@@ -178,8 +180,18 @@ class Trainer:
         last_step (StepResult): the most recent step.
     """
 
-    def __init__(self, model, optimizer, lr_schedule, num_iters, amp_level='O0', amp_dtype='float16',
-                 scaler=None, hooks=(), state_info=None):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        lr_schedule,
+        num_iters,
+        amp_level='O0',
+        amp_dtype='float16',
+        scaler=None,
+        hooks=(),
+        state_info=None,
+    ):
         _check_amp(amp_level, amp_dtype)
         self.model = model
         self.optimizer = optimizer
@@ -234,8 +246,12 @@ class Trainer:
             self.scaler.load_state_dict(state['scaler'])
         saved_lr = state.get('lr')
         if saved_lr and saved_lr != self.lr_schedule.state_dict():
-            _logger.warning('%s was trained with the schedule %s; continuing with %s', source, saved_lr,
-                            self.lr_schedule.state_dict())
+            _logger.warning(
+                '%s was trained with the schedule %s; continuing with %s',
+                source,
+                saved_lr,
+                self.lr_schedule.state_dict(),
+            )
         if state.get('rng'):
             _set_rng_state(state['rng'])
         self.global_step = int(state['global_step'])
@@ -249,8 +265,10 @@ class Trainer:
             outputs = self.model(images, targets)
         losses = {k: (v.mean() if v.ndim else v).astype('float32') for k, v in outputs.items() if k.endswith('loss')}
         if not losses:
-            raise ValueError('the model returned no loss: train-mode forward must return a dict with keys ending '
-                             "in 'loss', got %s" % sorted(outputs))
+            raise ValueError(
+                'the model returned no loss: train-mode forward must return a dict with keys ending '
+                "in 'loss', got %s" % sorted(outputs)
+            )
         total = paddle.add_n(list(losses.values()))
         scaling = self.scaler is not None and self.scaler.is_enable()
         if scaling:
@@ -268,11 +286,16 @@ class Trainer:
         self.optimizer.clear_grad()
         if not finite:
             self.skipped_steps += 1
-            _logger.warning('step %d: gradients are not finite (norm %s); update skipped (%d so far)',
-                            self.global_step, grad_norm, self.skipped_steps)
+            _logger.warning(
+                'step %d: gradients are not finite (norm %s); update skipped (%d so far)',
+                self.global_step,
+                grad_norm,
+                self.skipped_steps,
+            )
         self.global_step += 1
-        return StepResult(self._mean_over_processes(losses), lr, grad_norm, not finite,
-                          int(images.shape[0]) * self.world_size)
+        return StepResult(
+            self._mean_over_processes(losses), lr, grad_norm, not finite, int(images.shape[0]) * self.world_size
+        )
 
     def _mean_over_processes(self, losses):
         names = sorted(losses)
@@ -333,8 +356,9 @@ class Trainer:
                 for hook in self.hooks:
                     hook.after_step(self)
             if self.global_step == steps_before and not stop and failure is None:
-                raise DataError('the training data loader yielded no batch; check data.train (image_dir, '
-                                'mask_dir, batch_size)')
+                raise DataError(
+                    'the training data loader yielded no batch; check data.train (image_dir, mask_dir, batch_size)'
+                )
         if failure is not None:
             _logger.error('step %d: %s', self.global_step + 1, failure)
             _logger.warning('stopping after step %d, the last complete step', self.global_step)
@@ -346,8 +370,10 @@ class Trainer:
                 paddle.distributed.barrier()
                 if paddle.distributed.get_rank() != 0:
                     _outlive_rank_zero()
-            raise type(failure)('%s; the run stopped after step %d: fix this, then run the same command again to '
-                                'continue from the last checkpoint' % (failure, self.global_step))
+            raise type(failure)(
+                '%s; the run stopped after step %d: fix this, then run the same command again to '
+                'continue from the last checkpoint' % (failure, self.global_step)
+            )
 
     def _agree_to_stop(self, failure):
         """Share this process's batch failure and stop request with the others before a step.

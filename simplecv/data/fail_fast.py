@@ -12,6 +12,7 @@ queues like any array); :func:`raise_failures`, around the loader's iterator in 
 raises the original error class with the original message there. A worker process that dies
 (killed by the system, e.g. out of memory) is reported the same way (:func:`worker_death_error`).
 """
+
 import inspect
 
 import numpy as np
@@ -44,7 +45,10 @@ class SampleFailure:
         else:
             self.kind = 'DataError'
             self.message = 'reading %s failed with %s: %s (the traceback is in the log above)' % (
-                what, type(error).__name__, error)
+                what,
+                type(error).__name__,
+                error,
+            )
 
 
 class CaptureErrors(paddle.io.Dataset):
@@ -87,6 +91,7 @@ def collate_or_fail(collate):
     Args:
         collate: the normal collate function ``samples -> batch``.
     """
+
     def collate_checked(samples):
         for sample in samples:
             if isinstance(sample, SampleFailure):
@@ -96,6 +101,7 @@ def collate_or_fail(collate):
         except Exception as error:  # noqa: BLE001
             failure = SampleFailure('batch', error)
             return error_batch(failure.kind, failure.message)
+
     return collate_checked
 
 
@@ -126,8 +132,10 @@ def worker_death_error(error):
     """
     if not any(text in str(error) for text in _LOADER_DIED):
         return None
-    return DataError('a data loader worker process died (killed by the system, often for lack of memory): lower '
-                     'data.train.params.num_workers or cache_mb, then run the same command again to continue')
+    return DataError(
+        'a data loader worker process died (killed by the system, often for lack of memory): lower '
+        'data.train.params.num_workers or cache_mb, then run the same command again to continue'
+    )
 
 
 def raise_failures(batches):

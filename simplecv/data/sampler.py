@@ -1,4 +1,5 @@
 """A batch sampler whose output depends only on (seed, global step, rank), for exact resume."""
+
 import numpy as np
 import paddle
 
@@ -45,8 +46,9 @@ class StepBatchSampler(paddle.io.BatchSampler):
         self.world_size = int(world_size)
         self._per_rank = -(-self.num_samples // self.world_size)
         if self.drop_last and self._per_rank < self.batch_size:
-            raise ValueError('with drop_last, %d samples per rank make no batch of %d'
-                             % (self._per_rank, self.batch_size))
+            raise ValueError(
+                'with drop_last, %d samples per rank make no batch of %d' % (self._per_rank, self.batch_size)
+            )
         self._epoch = 0
         self._skip = 0
 
@@ -71,12 +73,12 @@ class StepBatchSampler(paddle.io.BatchSampler):
         else:
             order = np.arange(self.num_samples)
         padded = np.resize(order, self._per_rank * self.world_size)
-        return padded[self.rank::self.world_size]
+        return padded[self.rank :: self.world_size]
 
     def __iter__(self):
         epoch, skip = self._epoch, self._skip
         self._epoch, self._skip = epoch + 1, 0
         indices = self.epoch_indices(epoch)
         for batch_index in range(skip, len(self)):
-            chunk = indices[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
+            chunk = indices[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
             yield [(int(i), sample_seed(self.seed, epoch, i)) for i in chunk]

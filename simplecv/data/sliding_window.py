@@ -1,4 +1,5 @@
 """The one sliding-window placer, shared by the training patcher and the evaluator."""
+
 import numbers
 
 import numpy as np
@@ -11,8 +12,7 @@ def _positive_pair(name, value):
         pair = tuple(value)
     except TypeError:
         raise ValueError('%s must be a positive int or a pair of positive ints, got %r' % (name, value)) from None
-    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
-                                 for v in pair):
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in pair):
         raise ValueError('%s must be a positive int or a pair of positive ints, got %r' % (name, value))
     return int(pair[0]), int(pair[1])
 

@@ -6,6 +6,7 @@ follow SimpleCV's ``apex_ddp_train.run`` order (spec §8): model from ``MODEL`` 
 across processes when ``train.apex_sync_bn``), the poly schedule, SGD whose learning rate is the
 schedule's ``base_lr`` with global-norm clipping, AMP, ``DataParallel`` when several processes train.
 """
+
 import copy
 import logging
 import os
@@ -86,8 +87,7 @@ def _sync_batch_norm(model, config, world_size):
     if world_size < 2 or not config.train.get('apex_sync_bn', False):
         return model
     if paddle.get_device().startswith('cpu'):
-        _logger.warning('train.apex_sync_bn: SyncBatchNorm has no CPU kernel; each process normalises its own '
-                        'batch')
+        _logger.warning('train.apex_sync_bn: SyncBatchNorm has no CPU kernel; each process normalises its own batch')
         return model
     _logger.info('SyncBatchNorm over %d processes', world_size)
     return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -114,8 +114,9 @@ def build_trainer(config, model, hooks=(), opt_level='O0', amp_dtype='float16', 
     model, optimizer, scaler = prepare_amp(model, optimizer, opt_level, amp_dtype)
     if world_size > 1:
         model = paddle.DataParallel(model)
-    return Trainer(model, optimizer, lr_schedule, config.train.num_iters, opt_level, amp_dtype, scaler, hooks,
-                   state_info)
+    return Trainer(
+        model, optimizer, lr_schedule, config.train.num_iters, opt_level, amp_dtype, scaler, hooks, state_info
+    )
 
 
 def checkpoint_interval(train, steps_per_epoch):
@@ -149,8 +150,10 @@ def build_hooks(config, model_dir, steps_per_epoch, title=None, rank=0):
     if rank != 0:
         evaluation = build_evaluation_hook(config, model_dir, steps_per_epoch, write=False)
         return [] if evaluation is None else [evaluation]
-    hooks = [LoggerHook(train.get('log_interval_step', 50), model_dir),
-             CheckpointHook(model_dir, checkpoint_interval(train, steps_per_epoch))]
+    hooks = [
+        LoggerHook(train.get('log_interval_step', 50), model_dir),
+        CheckpointHook(model_dir, checkpoint_interval(train, steps_per_epoch)),
+    ]
     evaluation = build_evaluation_hook(config, model_dir, steps_per_epoch)
     if evaluation is not None:
         hooks.append(evaluation)
@@ -161,11 +164,17 @@ def build_hooks(config, model_dir, steps_per_epoch, title=None, rank=0):
 def describe_run(config, trainer, loader, world_size):
     """Log processes, batch, steps per epoch, AMP and the number of trainable parameters."""
     steps_per_epoch = len(loader)
-    _logger.info('%d process(es) x batch %s, %d steps per epoch, %d steps (~%.1f epochs), AMP %s%s, %d trainable '
-                 'parameters', world_size, config.data.train.params.get('batch_size'), steps_per_epoch,
-                 trainer.num_iters, trainer.num_iters / max(steps_per_epoch, 1), trainer.amp_level,
-                 '' if trainer.amp_level == 'O0' else ' ' + trainer.amp_dtype,
-                 sum(int(p.size) for p in unwrap_model(trainer.model).parameters() if not p.stop_gradient))
+    _logger.info(
+        '%d process(es) x batch %s, %d steps per epoch, %d steps (~%.1f epochs), AMP %s%s, %d trainable parameters',
+        world_size,
+        config.data.train.params.get('batch_size'),
+        steps_per_epoch,
+        trainer.num_iters,
+        trainer.num_iters / max(steps_per_epoch, 1),
+        trainer.amp_level,
+        '' if trainer.amp_level == 'O0' else ' ' + trainer.amp_dtype,
+        sum(int(p.size) for p in unwrap_model(trainer.model).parameters() if not p.stop_gradient),
+    )
 
 
 def plot_title(config_path, model_dir):

@@ -8,6 +8,7 @@ transforms. Each checkpoint is loaded strictly into the config's model and run t
 (``python -m paddle.distributed.launch --nproc_per_node N isaid_eval.py ...``) the images are
 shared out, the confusion matrices summed, and the logs written once, by process 0.
 """
+
 import glob
 import json
 import logging
@@ -65,9 +66,22 @@ def make_output_dir(path, what):
         raise DataError('cannot create %s %s: %s' % (what, path, error)) from None
 
 
-def evaluate_checkpoints(config, ckpt_path, image_dir, mask_dir=None, mask_format='color', vis_dir=None,
-                         log_dir=None, patch_size=896, stride=512, batch_size=1, backend='auto', amp='none',
-                         tta=False, cache_dir=None):
+def evaluate_checkpoints(
+    config,
+    ckpt_path,
+    image_dir,
+    mask_dir=None,
+    mask_format='color',
+    vis_dir=None,
+    log_dir=None,
+    patch_size=896,
+    stride=512,
+    batch_size=1,
+    backend='auto',
+    amp='none',
+    tta=False,
+    cache_dir=None,
+):
     """Evaluate (or, without masks, predict with) every checkpoint of ``ckpt_path``.
 
     Args:
@@ -117,21 +131,44 @@ def evaluate_checkpoints(config, ckpt_path, image_dir, mask_dir=None, mask_forma
         if vis_dir is not None and len(checkpoints) > 1:
             out_dir = os.path.join(vis_dir, os.path.splitext(os.path.basename(path))[0])
             make_output_dir(out_dir, '--vis_dir')
-        forward = build_forward(model, backend, amp, cache_dir=cache_dir, config=config.model,
-                                reload=lambda path=path: build_and_load(config, path)[0])
-        del model   # the oneDNN path keeps it only until its program is verified
-        evaluator = Evaluator(forward, num_classes, patch_size, stride, mean, std, class_names, dataset.COLORS,
-                              batch_size, tta)
-        _logger.info('%s (step %s): %d images, %d windows of %d px, stride %d, batch %d, backend %s', path,
-                     global_step, len(items), evaluator.count_windows(items), patch_size, stride, batch_size,
-                     forward.name)
+        forward = build_forward(
+            model,
+            backend,
+            amp,
+            cache_dir=cache_dir,
+            config=config.model,
+            reload=lambda path=path: build_and_load(config, path)[0],
+        )
+        del model  # the oneDNN path keeps it only until its program is verified
+        evaluator = Evaluator(
+            forward, num_classes, patch_size, stride, mean, std, class_names, dataset.COLORS, batch_size, tta
+        )
+        _logger.info(
+            '%s (step %s): %d images, %d windows of %d px, stride %d, batch %d, backend %s',
+            path,
+            global_step,
+            len(items),
+            evaluator.count_windows(items),
+            patch_size,
+            stride,
+            batch_size,
+            forward.name,
+        )
         try:
             result = evaluator.run(items, out_dir, label_pngs=mask_dir is None, desc=os.path.basename(path))
         finally:
             if hasattr(forward, 'close'):
                 forward.close()
-        result = dict(checkpoint=path, global_step=global_step, patch_size=patch_size, stride=stride,
-                      batch_size=batch_size, tta=tta, amp=amp, **result)
+        result = dict(
+            checkpoint=path,
+            global_step=global_step,
+            patch_size=patch_size,
+            stride=stride,
+            batch_size=batch_size,
+            tta=tta,
+            amp=amp,
+            **result,
+        )
         if 'table' in result:
             _logger.info('%s (step %s)\n%s', path, global_step, result['table'])
             if log_dir is not None and writer:
@@ -145,14 +182,23 @@ def evaluate_checkpoints(config, ckpt_path, image_dir, mask_dir=None, mask_forma
 def _report_best(results, log_dir):
     """Log every checkpoint's mIoU and the best one; write ``eval_summary.json`` to ``log_dir`` (if given)."""
     best = max(results, key=lambda r: -1.0 if r['miou'] is None else r['miou'])
-    lines = ['%-40s step %-8s mIoU %s  fg mIoU %s' % (os.path.basename(r['checkpoint']), r['global_step'],
-                                                        _pct(r['miou']), _pct(r['miou_fg'])) for r in results]
+    lines = [
+        '%-40s step %-8s mIoU %s  fg mIoU %s'
+        % (os.path.basename(r['checkpoint']), r['global_step'], _pct(r['miou']), _pct(r['miou_fg']))
+        for r in results
+    ]
     _logger.info('checkpoints:\n%s\nbest: %s (mIoU %s)', '\n'.join(lines), best['checkpoint'], _pct(best['miou']))
     if log_dir is not None:
         with open(os.path.join(log_dir, 'eval_summary.json'), 'w') as stream:
-            json.dump(dict(best=best['checkpoint'], best_miou=best['miou'], checkpoints=[
-                {k: r[k] for k in ('checkpoint', 'global_step', 'miou', 'miou_fg')} for r in results]),
-                stream, indent=1)
+            json.dump(
+                dict(
+                    best=best['checkpoint'],
+                    best_miou=best['miou'],
+                    checkpoints=[{k: r[k] for k in ('checkpoint', 'global_step', 'miou', 'miou_fg')} for r in results],
+                ),
+                stream,
+                indent=1,
+            )
 
 
 def _pct(value):

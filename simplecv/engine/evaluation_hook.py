@@ -10,6 +10,7 @@ adds VisualDL scalars, and when the mIoU beats the best so far writes ``model-be
 and its entry in ``checkpoint_info.json`` (kept across resumes). With several processes every
 process scores its share of the images and process 0 writes.
 """
+
 import logging
 import os
 
@@ -53,15 +54,27 @@ def build_evaluation_hook(config, model_dir, steps_per_epoch, write=True):
         return None
     test = config.data.get('test')
     if not test or not test.get('params', {}).get('image_dir') or not test.params.get('mask_dir'):
-        raise ConfigError('train.eval_interval_iter/eval_per_epoch/eval_after_train evaluate data.test, but '
-                          'data.test.params has no image_dir and mask_dir; add them (a validation split) or '
-                          'turn the evaluation off')
+        raise ConfigError(
+            'train.eval_interval_iter/eval_per_epoch/eval_after_train evaluate data.test, but '
+            'data.test.params has no image_dir and mask_dir; add them (a validation split) or '
+            'turn the evaluation off'
+        )
     loader = DATALOADER[test.type]
     patch = test.params.get('patch_config', {})
     mean, std = normalization_from_config(config)
-    return EvaluationHook(lambda: loader.evaluation_items(test.params), model_dir, interval, after_train,
-                          patch_size=patch.get('patch_size', 896), stride=patch.get('stride', 512), mean=mean,
-                          std=std, class_names=loader.CLASS_NAMES, colors=loader.COLORS, write=write)
+    return EvaluationHook(
+        lambda: loader.evaluation_items(test.params),
+        model_dir,
+        interval,
+        after_train,
+        patch_size=patch.get('patch_size', 896),
+        stride=patch.get('stride', 512),
+        mean=mean,
+        std=std,
+        class_names=loader.CLASS_NAMES,
+        colors=loader.COLORS,
+        write=write,
+    )
 
 
 class EvaluationHook(HookBase):
@@ -82,8 +95,20 @@ class EvaluationHook(HookBase):
         history (list): one record per evaluation of this run, ``{'step', 'miou', 'miou_fg', 'iou'}``.
     """
 
-    def __init__(self, list_items, model_dir, interval, after_train, patch_size=896, stride=512, mean=None,
-                 std=None, class_names=None, colors=None, write=True):
+    def __init__(
+        self,
+        list_items,
+        model_dir,
+        interval,
+        after_train,
+        patch_size=896,
+        stride=512,
+        mean=None,
+        std=None,
+        class_names=None,
+        colors=None,
+        write=True,
+    ):
         self.list_items = list_items
         self.model_dir = model_dir
         self.interval = int(interval)
@@ -113,11 +138,13 @@ class EvaluationHook(HookBase):
             log = os.path.join(self.model_dir, EVAL_LOG)
             if os.path.isfile(log):
                 keep_records_until(log, trainer.global_step, 'evaluation log')
-        _logger.info('evaluating %d validation images every %s%s; best so far: %s', len(self.items),
-                     '%d steps' % self.interval if self.interval else 'never',
-                     ' and after the last step' if self.after_train_too else '',
-                     'none' if self.best is None else 'mIoU %.4f at step %d' % (self.best['miou'],
-                                                                                self.best['global_step']))
+        _logger.info(
+            'evaluating %d validation images every %s%s; best so far: %s',
+            len(self.items),
+            '%d steps' % self.interval if self.interval else 'never',
+            ' and after the last step' if self.after_train_too else '',
+            'none' if self.best is None else 'mIoU %.4f at step %d' % (self.best['miou'], self.best['global_step']),
+        )
 
     def after_step(self, trainer):
         """Evaluate every ``interval`` steps (:meth:`evaluate`)."""
@@ -129,8 +156,12 @@ class EvaluationHook(HookBase):
         if self.after_train_too and not trainer.stopped_early and self._evaluated_step != trainer.global_step:
             self.evaluate(trainer)
         if self.best is not None:
-            _logger.info('best: mIoU %.4f at step %d (%s)', self.best['miou'], self.best['global_step'],
-                         os.path.join(self.model_dir, 'model-best.pdparams'))
+            _logger.info(
+                'best: mIoU %.4f at step %d (%s)',
+                self.best['miou'],
+                self.best['global_step'],
+                os.path.join(self.model_dir, 'model-best.pdparams'),
+            )
 
     def evaluate(self, trainer):
         """Score the trainer's model now; log, record and keep it if it is the best. Returns the result dict."""
@@ -140,18 +171,30 @@ class EvaluationHook(HookBase):
         model = unwrap_model(trainer.model)
         model.eval()
         try:
-            evaluator = Evaluator(DygraphForward(model), len(self.class_names), class_names=self.class_names,
-                                  colors=self.colors, **self.window)
+            evaluator = Evaluator(
+                DygraphForward(model),
+                len(self.class_names),
+                class_names=self.class_names,
+                colors=self.colors,
+                **self.window,
+            )
             result = evaluator.run(self.items, desc='eval step %d' % trainer.global_step)
         finally:
             trainer.enter_train_mode()
         step = trainer.global_step
         self._evaluated_step = step
-        record = dict(step=step, miou=result['miou'], miou_fg=result['miou_fg'], iou=result['iou'],
-                      seconds=result['seconds'])
+        record = dict(
+            step=step, miou=result['miou'], miou_fg=result['miou_fg'], iou=result['iou'], seconds=result['seconds']
+        )
         self.history.append(record)
-        _logger.info('evaluation at step %d: mIoU %s, foreground mIoU %s (%.1f s)\n%s', step, _pct(result['miou']),
-                     _pct(result['miou_fg']), result['seconds'], result['table'])
+        _logger.info(
+            'evaluation at step %d: mIoU %s, foreground mIoU %s (%.1f s)\n%s',
+            step,
+            _pct(result['miou']),
+            _pct(result['miou_fg']),
+            result['seconds'],
+            result['table'],
+        )
         improved = result['miou'] is not None and (self.best is None or result['miou'] > self.best['miou'])
         if improved:
             self.best = dict(global_step=step, miou=result['miou'])

@@ -11,6 +11,7 @@ The next image is decoded in a thread while the current one runs (when it is at 
 :data:`PREFETCH_PIXELS`), and label maps are written by two writer threads; GeoTIFF inputs are
 written row band by row band as single-band GeoTIFFs.
 """
+
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from simplecv.metric.miou import MeanIoU
 _logger = logging.getLogger('factseg.eval')
 # The next image is decoded while the current one runs only up to this size (16 MP, 48 MB of RGB):
 # decoding a whole iSAID scene (up to 52 MP) during a sweep would add it and its decoding copy to the peak.
-PREFETCH_PIXELS = 16 * 2 ** 20
+PREFETCH_PIXELS = 16 * 2**20
 
 
 class Evaluator:
@@ -47,8 +48,21 @@ class Evaluator:
         progress: show a tqdm bar with the windows done and an ETA.
     """
 
-    def __init__(self, forward, num_classes, patch_size=896, stride=512, mean=None, std=None, class_names=None,
-                 colors=None, batch_size=1, tta=False, ignore_index=255, progress=True):
+    def __init__(
+        self,
+        forward,
+        num_classes,
+        patch_size=896,
+        stride=512,
+        mean=None,
+        std=None,
+        class_names=None,
+        colors=None,
+        batch_size=1,
+        tta=False,
+        ignore_index=255,
+        progress=True,
+    ):
         extra = {} if mean is None else dict(mean=mean, std=std)
         self.forward = forward
         self.predictor = SlidingWindowPredictor(forward, patch_size, stride, batch_size=batch_size, tta=tta, **extra)
@@ -92,8 +106,11 @@ class Evaluator:
         mine = list(items)[rank::world_size]
         total = self.count_windows(mine)
         start = time.perf_counter()
-        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(2) as writer, \
-                tqdm(total=total, unit='win', desc=desc, dynamic_ncols=True, disable=not self.progress) as bar:
+        with (
+            ThreadPoolExecutor(1) as reader,
+            ThreadPoolExecutor(2) as writer,
+            tqdm(total=total, unit='win', desc=desc, dynamic_ncols=True, disable=not self.progress) as bar,
+        ):
             saves = []
             pending = reader.submit(mine[0].open) if mine else None
             for index, item in enumerate(mine):
@@ -112,8 +129,13 @@ class Evaluator:
             num_windows = _sum_over_processes(np.asarray([total]))[0]
             if metric is not None:
                 metric.matrix = _sum_over_processes(metric.matrix)
-        result = dict(num_images=len(items), num_windows=int(num_windows), seconds=round(seconds, 3),
-                      windows_per_second=round(num_windows / max(seconds, 1e-9), 4), backend=self.backend)
+        result = dict(
+            num_images=len(items),
+            num_windows=int(num_windows),
+            seconds=round(seconds, 3),
+            windows_per_second=round(num_windows / max(seconds, 1e-9), 4),
+            backend=self.backend,
+        )
         if metric is not None:
             result.update(metric.to_dict())
             result['table'] = metric.table()
@@ -125,8 +147,9 @@ class Evaluator:
 
         geo_writer = None
         if vis_dir is not None and item.geotiff:
-            geo_writer = GeoTiffLabelWriter(os.path.join(vis_dir, item.name + '.tif'), item.height, item.width,
-                                            image.profile, self.colors)
+            geo_writer = GeoTiffLabelWriter(
+                os.path.join(vis_dir, item.name + '.tif'), item.height, item.width, image.profile, self.colors
+            )
         bands = [] if vis_dir is not None and not item.geotiff else None
         window_tops = self.predictor.windows(item.height, item.width)[:, 1]
         done = 0
@@ -175,8 +198,10 @@ def write_evaluation_logs(log_dir, stem, result, step=None):
         step: the VisualDL step (default: ``result['global_step']`` when it is an int, else 0).
     """
     with open(os.path.join(log_dir, 'eval_%s.txt' % stem), 'w') as stream:
-        stream.write('checkpoint %s (global step %s), %d images\n%s\n'
-                     % (result.get('checkpoint'), result.get('global_step'), result['num_images'], result['table']))
+        stream.write(
+            'checkpoint %s (global step %s), %d images\n%s\n'
+            % (result.get('checkpoint'), result.get('global_step'), result['num_images'], result['table'])
+        )
     with open(os.path.join(log_dir, 'eval_%s.json' % stem), 'w') as stream:
         json.dump({k: v for k, v in result.items() if k != 'table'}, stream, indent=1)
     if step is None:

@@ -4,6 +4,7 @@ Each hook is a :class:`simplecv.core.trainer.HookBase` called by the trainer ``b
 ``after_step`` and ``after_train``; :func:`simplecv.engine.build.build_hooks` makes the list a
 config asks for. The evaluation hook lives in :mod:`simplecv.engine.evaluation_hook`.
 """
+
 import logging
 import math
 import os
@@ -101,15 +102,31 @@ class LoggerHook(HookBase):
         data_time = sum(r.data_time for r in window) / len(window)
         samples = sum(r.batch_size for r in window) / max(sum(r.step_time for r in window), 1e-9)
         losses = {name: sum(r.losses[name] for r in window) / len(window) for name in sorted(result.losses)}
-        _logger.info('step %d/%d  %s  lr %.6g  grad_norm %.3g  %.3f s/it  %.2f samples/s  data %.3f s  eta %s%s',
-                     step, trainer.num_iters, '  '.join('%s %.4f' % kv for kv in losses.items()), result.lr,
-                     result.grad_norm, step_time, samples, data_time,
-                     _format_seconds(step_time * (trainer.num_iters - step)),
-                     '  skipped %d' % trainer.skipped_steps if trainer.skipped_steps else '')
+        _logger.info(
+            'step %d/%d  %s  lr %.6g  grad_norm %.3g  %.3f s/it  %.2f samples/s  data %.3f s  eta %s%s',
+            step,
+            trainer.num_iters,
+            '  '.join('%s %.4f' % kv for kv in losses.items()),
+            result.lr,
+            result.grad_norm,
+            step_time,
+            samples,
+            data_time,
+            _format_seconds(step_time * (trainer.num_iters - step)),
+            '  skipped %d' % trainer.skipped_steps if trainer.skipped_steps else '',
+        )
         if self.path:
-            record = dict(step=step, loss=sum(losses.values()), lr=result.lr, grad_norm=result.grad_norm,
-                          s_per_iter=step_time, samples_per_s=samples, data_time=data_time,
-                          skipped_steps=trainer.skipped_steps, **losses)
+            record = dict(
+                step=step,
+                loss=sum(losses.values()),
+                lr=result.lr,
+                grad_norm=result.grad_norm,
+                s_per_iter=step_time,
+                samples_per_s=samples,
+                data_time=data_time,
+                skipped_steps=trainer.skipped_steps,
+                **losses,
+            )
             append_record(self.path, record, 'training log')
 
 
@@ -154,9 +171,16 @@ class VisualDLHook(HookBase):
             return
         result = trainer.last_step
         scalars = dict(('loss/%s' % k, v) for k, v in result.losses.items())
-        scalars.update({'loss/total_loss': result.total_loss, 'train/lr': result.lr,
-                        'train/grad_norm': result.grad_norm, 'time/s_per_iter': result.step_time,
-                        'time/data_time': result.data_time, 'train/skipped_steps': trainer.skipped_steps})
+        scalars.update(
+            {
+                'loss/total_loss': result.total_loss,
+                'train/lr': result.lr,
+                'train/grad_norm': result.grad_norm,
+                'time/s_per_iter': result.step_time,
+                'time/data_time': result.data_time,
+                'train/skipped_steps': trainer.skipped_steps,
+            }
+        )
         finite = {tag: value for tag, value in scalars.items() if math.isfinite(value)}
         for tag, value in finite.items():
             self._writer.add_scalar(tag=tag, value=value, step=trainer.global_step)
@@ -175,8 +199,10 @@ class VisualDLHook(HookBase):
         size = os.path.getsize(path) if os.path.exists(path) else 0
         if size <= self._written:
             free = shutil.disk_usage(self.model_dir).free
-            raise OutputError('cannot write the VisualDL log %s (its writer thread failed; %.0f MB free on that disk):'
-                              ' free space or choose another --model_dir' % (path, free / 2 ** 20))
+            raise OutputError(
+                'cannot write the VisualDL log %s (its writer thread failed; %.0f MB free on that disk):'
+                ' free space or choose another --model_dir' % (path, free / 2**20)
+            )
         self._written = size
 
     def after_train(self, trainer):
@@ -212,7 +238,16 @@ class PlotHook(HookBase):
         evaluations = read_records(eval_path) if os.path.isfile(eval_path) else []
         path = os.path.join(self.model_dir, self.FILE_NAME)
         with writing(path, 'training curves'):
-            atomic_write(path, lambda tmp: plot_training_curves(
-                [r['step'] for r in records], [r['loss'] for r in records], [r['lr'] for r in records], tmp,
-                self.title, [r['step'] for r in evaluations], [r['miou'] for r in evaluations]))
+            atomic_write(
+                path,
+                lambda tmp: plot_training_curves(
+                    [r['step'] for r in records],
+                    [r['loss'] for r in records],
+                    [r['lr'] for r in records],
+                    tmp,
+                    self.title,
+                    [r['step'] for r in evaluations],
+                    [r['miou'] for r in evaluations],
+                ),
+            )
         _logger.info('training curves: %s', path)

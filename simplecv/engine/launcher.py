@@ -5,6 +5,7 @@ and checks the config before anything is built, refuses a ``model_dir`` that hol
 model's run, picks the checkpoint to continue from, starts ``train.log`` on process 0, builds
 everything through :mod:`simplecv.engine.build` and trains under :class:`GracefulStop`.
 """
+
 import logging
 import os
 import pprint
@@ -65,8 +66,10 @@ def find_resume_checkpoint(model_dir, resume=None, resume_iter=None, resume_from
         return path
     last = last_checkpoint(model_dir)
     if last is not None and not resume_from_last:
-        raise CheckpointError('%s already holds a run (last checkpoint %s) and train.resume_from_last is False; '
-                              'choose an empty --model_dir or allow resuming' % (model_dir, last))
+        raise CheckpointError(
+            '%s already holds a run (last checkpoint %s) and train.resume_from_last is False; '
+            'choose an empty --model_dir or allow resuming' % (model_dir, last)
+        )
     return last
 
 
@@ -75,7 +78,7 @@ def config_name(config_path):
     from simplecv.core.config import CONFIG_ROOT, config_file
 
     rel = os.path.relpath(config_file(config_path), CONFIG_ROOT)
-    return config_path if rel.startswith('..') else rel[:-len('.py')].replace(os.sep, '.')
+    return config_path if rel.startswith('..') else rel[: -len('.py')].replace(os.sep, '.')
 
 
 def architecture(config):
@@ -97,9 +100,11 @@ def _announce_backbone(config, resuming):
         encoder.pretrained = False
     elif not encoder.get('pretrained'):
         _logger.warning('!' * 72)
-        _logger.warning('TRAINING FROM SCRATCH: model.params.resnet_encoder.pretrained is False, so the '
-                        'encoder starts from random weights, not ImageNet. Expect much lower accuracy '
-                        'than the paper on iSAID.')
+        _logger.warning(
+            'TRAINING FROM SCRATCH: model.params.resnet_encoder.pretrained is False, so the '
+            'encoder starts from random weights, not ImageNet. Expect much lower accuracy '
+            'than the paper on iSAID.'
+        )
         _logger.warning('!' * 72)
     else:
         _logger.info('encoder initialised from %s', encoder.pretrained)
@@ -138,13 +143,16 @@ def _resume_state(path, resume_iter, name, digest):
     if resume_iter is not None and int(state.get('global_step', -1)) != resume_iter:
         raise CheckpointError('%s is at step %s, not --resume_iter %d' % (path, state.get('global_step'), resume_iter))
     if 'opt' not in state:
-        raise CheckpointError('%s holds model weights only (no optimizer state or step), so training cannot continue '
-                              'from it exactly; resume from a checkpoint written by apex_train.py' % path)
+        raise CheckpointError(
+            '%s holds model weights only (no optimizer state or step), so training cannot continue '
+            'from it exactly; resume from a checkpoint written by apex_train.py' % path
+        )
     return state
 
 
-def train_from_config(config_path, model_dir, opts=None, opt_level='O0', amp_dtype='float16', resume=None,
-                      resume_iter=None, cpu=False):
+def train_from_config(
+    config_path, model_dir, opts=None, opt_level='O0', amp_dtype='float16', resume=None, resume_iter=None, cpu=False
+):
     """Train the model of a config; continue the run in ``model_dir`` when it holds one.
 
     Args:
@@ -198,15 +206,20 @@ def train_from_config(config_path, model_dir, opts=None, opt_level='O0', amp_dty
     state = None if resume_path is None else _resume_state(resume_path, resume_iter, name, digest)
     log_handler = _prepare_model_dir(model_dir) if rank == 0 else None
     try:
-        _logger.info('config %s, overrides %s\n%s', config_path, opts or [],
-                     pprint.pformat(config.to_dict(), width=110, sort_dicts=False))
+        _logger.info(
+            'config %s, overrides %s\n%s',
+            config_path,
+            opts or [],
+            pprint.pformat(config.to_dict(), width=110, sort_dicts=False),
+        )
         _announce_backbone(config, state is not None)
         paddle.seed(config.train.get('seed', DEFAULT_SEED))
         model = build_model(config)
         loader = build_train_loader(config)
         hooks = build_hooks(config, model_dir, len(loader), plot_title(config_path, model_dir), rank)
-        trainer = build_trainer(config, model, hooks, opt_level, amp_dtype,
-                                state_info=dict(config_name=name, config_digest=digest))
+        trainer = build_trainer(
+            config, model, hooks, opt_level, amp_dtype, state_info=dict(config_name=name, config_digest=digest)
+        )
         describe_run(config, trainer, loader, world_size)
         if state is not None:
             trainer.load_state_dict(state, source=resume_path)
@@ -219,7 +232,11 @@ def train_from_config(config_path, model_dir, opts=None, opt_level='O0', amp_dty
             log_handler.close()
     if trainer.stopped_early:
         signal_name = signal.Signals(stop.received).name if stop.received else 'a stop on another process'
-        _logger.warning('stopped by %s at step %d of %d; run the same command again to continue', signal_name,
-                        trainer.global_step, trainer.num_iters)
+        _logger.warning(
+            'stopped by %s at step %d of %d; run the same command again to continue',
+            signal_name,
+            trainer.global_step,
+            trainer.num_iters,
+        )
         return stop.exit_code or EXIT_CODES[signal.SIGINT]
     return 0

@@ -12,6 +12,7 @@ convolution's output tensor each BatchNorm receives; a pair is folded only if th
 still gives the same output on that input (within float32 rounding), so an unusual layer
 graph is left as it is rather than changed.
 """
+
 import copy
 
 import numpy as np
@@ -29,11 +30,17 @@ def _conv_bn_pairs(model, probe):
     hooks = []
     for name, layer in model.named_sublayers():
         if isinstance(layer, _CONVS):
-            hooks.append(layer.register_forward_post_hook(
-                lambda layer, inputs, output, name=name: produced.__setitem__(id(output), name)))
+            hooks.append(
+                layer.register_forward_post_hook(
+                    lambda layer, inputs, output, name=name: produced.__setitem__(id(output), name)
+                )
+            )
         elif isinstance(layer, _NORMS):
-            hooks.append(layer.register_forward_pre_hook(
-                lambda layer, inputs, name=name: pairs.append((produced.get(id(inputs[0])), name))))
+            hooks.append(
+                layer.register_forward_pre_hook(
+                    lambda layer, inputs, name=name: pairs.append((produced.get(id(inputs[0])), name))
+                )
+            )
     try:
         with paddle.no_grad():
             model(probe)

@@ -18,6 +18,7 @@ A new program is checked against dygraph on its first window; if it differs by m
 kept in the program cache (:mod:`simplecv.inference.program_cache`), so later runs skip both
 the export and the check.
 """
+
 import copy
 import os
 import shutil
@@ -99,7 +100,7 @@ def export_onednn_program(model, prefix, input_shape):
     return count
 
 
-_M_MMAP_THRESHOLD = -3   # glibc mallopt parameter
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 def fix_mmap_threshold(size=128 * 1024):
@@ -173,8 +174,7 @@ class OneDNNForward:
 
     name = 'onednn'
 
-    def __init__(self, model, num_threads=None, atol=1e-4, max_cached=4, cache_dir=None, config=None,
-                 reload=None):
+    def __init__(self, model, num_threads=None, atol=1e-4, max_cached=4, cache_dir=None, config=None, reload=None):
         self.model = model
         self.reload = reload
         self.num_threads = int(num_threads or os.environ.get('OMP_NUM_THREADS') or os.cpu_count() or 1)
@@ -189,10 +189,10 @@ class OneDNNForward:
         self.cache = ProgramCache(root) if root is not None else None
         self._key_fields = None
         self._predictors = OrderedDict()
-        self._unchecked = {}   # shape -> (staging folder, key fields) until its first window passed
+        self._unchecked = {}  # shape -> (staging folder, key fields) until its first window passed
         self._workdir = tempfile.mkdtemp(prefix='factseg_onednn_')
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
-        fix_mmap_threshold()   # freed predictor, export and check memory goes back to the system
+        fix_mmap_threshold()  # freed predictor, export and check memory goes back to the system
 
     @property
     def verified(self):
@@ -230,11 +230,15 @@ class OneDNNForward:
             import simplecv.inference.bn_fold as bn_fold
 
             self._key_fields = dict(
-                format=PROGRAM_FORMAT, weights=weights_digest(self.model),
-                code=code_digest(self.model, [sys.modules[__name__], bn_fold, export_ops]), config=self.config,
+                format=PROGRAM_FORMAT,
+                weights=weights_digest(self.model),
+                code=code_digest(self.model, [sys.modules[__name__], bn_fold, export_ops]),
+                config=self.config,
                 export=dict(EXPORT_OPS, fold_batch_norm=True),
-                paddle=paddle.__version__, paddle_commit=getattr(paddle.version, 'commit', ''),
-                check_atol=self.atol)
+                paddle=paddle.__version__,
+                paddle_commit=getattr(paddle.version, 'commit', ''),
+                check_atol=self.atol,
+            )
         return dict(self._key_fields, input_shape=list(shape))
 
     def _predictor(self, shape):
@@ -247,8 +251,7 @@ class OneDNNForward:
             staging = self.cache.staging_dir() if self.cache is not None else tempfile.mkdtemp(dir=self._workdir)
             prefix = os.path.join(staging, 'model')
             folded = export_onednn_program(self._dygraph().model, prefix, shape)
-            _LOGGER.info('exported the model for oneDNN at input %s (%d BatchNorm layers folded)',
-                         list(shape), folded)
+            _LOGGER.info('exported the model for oneDNN at input %s (%d BatchNorm layers folded)', list(shape), folded)
             predictor = create_onednn_predictor(prefix, self.num_threads)
             self._unchecked[shape] = (staging, fields)
         self._predictors[shape] = predictor
@@ -259,22 +262,31 @@ class OneDNNForward:
     def _from_cache(self, fields):
         found = self.cache.lookup(fields)
         if found is None:
-            _LOGGER.info('oneDNN program cache: no program for input %s in %s yet; exporting it '
-                         '(set --cache_dir or $%s to move the cache, `python tools/program_cache.py --clear` '
-                         'to clear it)', fields['input_shape'], self.cache.root, CACHE_ENV)
+            _LOGGER.info(
+                'oneDNN program cache: no program for input %s in %s yet; exporting it '
+                '(set --cache_dir or $%s to move the cache, `python tools/program_cache.py --clear` '
+                'to clear it)',
+                fields['input_shape'],
+                self.cache.root,
+                CACHE_ENV,
+            )
             return None
         folder, entry = found
         try:
             predictor = create_onednn_predictor(os.path.join(folder, 'model'), self.num_threads)
         except Exception as error:  # an unreadable program: rebuild it
-            _LOGGER.warning('oneDNN program cache: entry %s does not load (%s); rebuilding it',
-                            folder, type(error).__name__)
+            _LOGGER.warning(
+                'oneDNN program cache: entry %s does not load (%s); rebuilding it', folder, type(error).__name__
+            )
             self.cache.discard(folder)
             return None
         self.cache_hits += 1
         self.max_difference = entry['check']['max_abs_diff']
-        _LOGGER.info('oneDNN program cache: using %s (checked against dygraph when cached: max |diff| %.3g)',
-                     folder, self.max_difference)
+        _LOGGER.info(
+            'oneDNN program cache: using %s (checked against dygraph when cached: max |diff| %.3g)',
+            folder,
+            self.max_difference,
+        )
         return predictor
 
     def _check(self, shape, fast, window):
@@ -283,11 +295,11 @@ class OneDNNForward:
         self.max_difference = float(np.abs(fast - reference).max())
         if not self.max_difference <= self.atol:
             shutil.rmtree(staging, ignore_errors=True)
-            self._give_up('its output differs from dygraph by %.3g > %.3g on the first window'
-                          % (self.max_difference, self.atol))
+            self._give_up(
+                'its output differs from dygraph by %.3g > %.3g on the first window' % (self.max_difference, self.atol)
+            )
             return False
-        _LOGGER.info('oneDNN fast path checked against dygraph on one window: max |diff| %.3g',
-                     self.max_difference)
+        _LOGGER.info('oneDNN fast path checked against dygraph on one window: max |diff| %.3g', self.max_difference)
         if self.cache is not None:
             folder = self.cache.store(staging, fields, dict(max_abs_diff=self.max_difference, atol=self.atol))
             _LOGGER.info('oneDNN program cache: stored %s', folder)
@@ -350,7 +362,8 @@ def build_forward(model, backend='auto', amp=None, atol=1e-4, cache_dir=None, co
         if amp is not None:
             raise ValueError('--amp needs the dygraph backend; the oneDNN fast path runs float32')
         if not onednn_available():
-            raise ValueError('the onednn backend needs a CPU build of Paddle with oneDNN '
-                             '(device is %s)' % paddle.get_device())
+            raise ValueError(
+                'the onednn backend needs a CPU build of Paddle with oneDNN (device is %s)' % paddle.get_device()
+            )
         return OneDNNForward(model, atol=atol, cache_dir=cache_dir, config=config, reload=reload)
     raise ValueError("backend must be 'auto', 'dygraph' or 'onednn', got %r" % (backend,))

@@ -7,6 +7,7 @@ input size, exact matmul interpolation); it cannot convert Paddle's native inter
 (``the 0th elementwise MUST be ir::FloatAttribute``), so a ``native`` export is refused with
 that message.
 """
+
 import contextlib
 import io
 import os
@@ -54,8 +55,9 @@ def export_onnx(model_dir, opset_version=DEFAULT_OPSET):
         # paddle2onnx prints its progress and, on a failure, its reason to stdout, then calls
         # sys.exit(-1); keep the text for the message and turn the exit into an ExportError.
         with contextlib.redirect_stdout(messages):
-            paddle2onnx.export(prefix + '.json', prefix + '.pdiparams', partial, opset_version=opset_version,
-                               optimize_tool='None')
+            paddle2onnx.export(
+                prefix + '.json', prefix + '.pdiparams', partial, opset_version=opset_version, optimize_tool='None'
+            )
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any converter failure becomes one ExportError
         if os.path.exists(partial):
             os.remove(partial)
@@ -63,10 +65,15 @@ def export_onnx(model_dir, opset_version=DEFAULT_OPSET):
         text = re.sub(r'\x1b\[[0-9;]*m', '', messages.getvalue())  # without colour codes
         reasons = [line.split(marker, 1)[1].strip() for line in text.splitlines() if marker in line]
         reason = reasons[0] if reasons else '%s: %s' % (type(error).__name__, error)
-        hint = ('; export with --interpolation matmul (a fixed input size), which converts'
-                if info.get('interpolation') == 'native' else '')
-        raise ExportError('paddle2onnx %s cannot convert %s: %s%s'
-                          % (paddle2onnx.__version__, prefix + '.json', ' '.join(reason.split()), hint)) from None
+        hint = (
+            '; export with --interpolation matmul (a fixed input size), which converts'
+            if info.get('interpolation') == 'native'
+            else ''
+        )
+        raise ExportError(
+            'paddle2onnx %s cannot convert %s: %s%s'
+            % (paddle2onnx.__version__, prefix + '.json', ' '.join(reason.split()), hint)
+        ) from None
     _logger.debug('paddle2onnx output:\n%s', messages.getvalue())
     os.replace(partial, target)
     return target
@@ -94,8 +101,10 @@ class OnnxModelForward:
         self.info = read_deploy_info(model_dir)
         path = os.path.join(model_dir, ONNX_FILE)
         if not os.path.isfile(path):
-            raise CheckpointError('%s has no %s; export it with `python tools/export_model.py --config_path ... '
-                                  '--ckpt_path ... --save_dir %s --format onnx`' % (model_dir, ONNX_FILE, model_dir))
+            raise CheckpointError(
+                '%s has no %s; export it with `python tools/export_model.py --config_path ... '
+                '--ckpt_path ... --save_dir %s --format onnx`' % (model_dir, ONNX_FILE, model_dir)
+            )
         try:
             import onnxruntime
         except ImportError as error:
@@ -107,5 +116,6 @@ class OnnxModelForward:
         self._input_name = self._session.get_inputs()[0].name
 
     def __call__(self, batch):
-        return run_in_fixed_batches(batch, self.info['input_shape'],
-                                    lambda chunk: self._session.run(None, {self._input_name: chunk})[0])
+        return run_in_fixed_batches(
+            batch, self.info['input_shape'], lambda chunk: self._session.run(None, {self._input_name: chunk})[0]
+        )

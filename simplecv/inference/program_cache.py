@@ -18,6 +18,7 @@ turns caching off. See or clear it with::
     python tools/program_cache.py            # list entries and sizes
     python tools/program_cache.py --clear    # delete them
 """
+
 import hashlib
 import inspect
 import json
@@ -35,7 +36,7 @@ _LOGGER = get_logger('factseg.inference')
 CACHE_ENV = 'FACTSEG_CACHE_DIR'
 ENTRY_FILE = 'entry.json'
 PROGRAM_FILES = ('model.json', 'model.pdiparams')
-FORMAT = 1   # bump when the entry layout or the export changes meaning
+FORMAT = 1  # bump when the entry layout or the export changes meaning
 _DISABLED = ('', 'none', 'off')
 
 
@@ -188,9 +189,12 @@ class ProgramCache:
             str: the entry folder. If another process stored the same key meanwhile, its
             entry is kept and ``staging`` deleted.
         """
-        entry = dict(format=FORMAT, fields=json.loads(json.dumps(fields, sort_keys=True, default=repr)),
-                     sha256={name: file_digest(os.path.join(staging, name)) for name in PROGRAM_FILES},
-                     check=check)
+        entry = dict(
+            format=FORMAT,
+            fields=json.loads(json.dumps(fields, sort_keys=True, default=repr)),
+            sha256={name: file_digest(os.path.join(staging, name)) for name in PROGRAM_FILES},
+            check=check,
+        )
         with open(os.path.join(staging, ENTRY_FILE), 'w') as stream:
             json.dump(entry, stream, indent=1)
         folder = self.path(fields)

@@ -28,6 +28,7 @@ still receives its windows' probabilities in the official order, so the probabil
 bit-identical to :func:`predict_per_window`, the straightforward implementation kept as the
 reference.
 """
+
 import queue
 import threading
 
@@ -62,9 +63,11 @@ def normalization_from_config(config):
     transforms = (test.get('params') or {}).get('transforms')
     found = [t for t in transforms or () if isinstance(t, THMeanStdNormalize)]
     if not found:
-        raise ConfigError("config key 'data.test.params.transforms' %s; add "
-                          "comm.THMeanStdNormalize(mean, std) to it (see configs/isaid/factseg.py)"
-                          % ('is missing' if transforms is None else 'holds no THMeanStdNormalize'))
+        raise ConfigError(
+            "config key 'data.test.params.transforms' %s; add "
+            'comm.THMeanStdNormalize(mean, std) to it (see configs/isaid/factseg.py)'
+            % ('is missing' if transforms is None else 'holds no THMeanStdNormalize')
+        )
     return tuple(float(v) for v in found[-1].mean), tuple(float(v) for v in found[-1].std)
 
 
@@ -84,8 +87,7 @@ def _as_tensor(output):
     return output if isinstance(output, paddle.Tensor) else paddle.to_tensor(output)
 
 
-def predict_per_window(forward, image, patch_size, stride, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                       size_divisor=32):
+def predict_per_window(forward, image, patch_size, stride, mean=IMAGENET_MEAN, std=IMAGENET_STD, size_divisor=32):
     """The official procedure, one window at a time over a full-image sum (the reference).
 
     Args:
@@ -139,8 +141,18 @@ class SlidingWindowPredictor:
     larger than memory works. Sums are kept on the CPU in NumPy, as the official evaluator does.
     """
 
-    def __init__(self, forward, patch_size, stride=512, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 batch_size=1, size_divisor=32, tta=False, prefetch=True):
+    def __init__(
+        self,
+        forward,
+        patch_size,
+        stride=512,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        batch_size=1,
+        size_divisor=32,
+        tta=False,
+        prefetch=True,
+    ):
         if isinstance(patch_size, int):
             patch_size = (patch_size, patch_size)
         if batch_size < 1:
@@ -156,8 +168,9 @@ class SlidingWindowPredictor:
         self.prefetch = prefetch
         sliding_window((1, 1), self.patch_size, self.stride)  # validates patch size and stride
         if self.stride > min(self.patch_size):
-            raise ValueError('stride %d is larger than the patch %s: windows would leave gaps'
-                             % (self.stride, self.patch_size))
+            raise ValueError(
+                'stride %d is larger than the patch %s: windows would leave gaps' % (self.stride, self.patch_size)
+            )
 
     def windows(self, height, width):
         """The ``(K, 4)`` windows ``(x1, y1, x2, y2)`` of an image, in processing order.
@@ -207,7 +220,7 @@ class SlidingWindowPredictor:
         col_count = np.zeros(width, dtype=np.float32)
         tops = np.unique(windows[:, 1])
         for y1 in tops:
-            row_count[y1:y1 + kh] += 1
+            row_count[y1 : y1 + kh] += 1
         for x1, x2 in np.unique(windows[:, [0, 2]], axis=0):
             col_count[x1:x2] += 1
         next_top = dict(zip(tops.tolist(), tops[1:].tolist() + [height]))
@@ -222,8 +235,9 @@ class SlidingWindowPredictor:
             if sweep is None:
                 above = previous_top.get(y1)
                 carry = sweeps[above].carry if above in sweeps else carries.pop(above, None)
-                sweep = sweeps[y1] = _RowSweep(y1, next_top[y1], y1 + kh, width, out.shape[0], carry,
-                                               row_count, col_count, with_probabilities)
+                sweep = sweeps[y1] = _RowSweep(
+                    y1, next_top[y1], y1 + kh, width, out.shape[0], carry, row_count, col_count, with_probabilities
+                )
             sweep.add(x1, x2, out)
             del out
             remaining[y1] -= 1
@@ -242,9 +256,9 @@ class SlidingWindowPredictor:
             out = out.numpy() if isinstance(out, paddle.Tensor) else np.asarray(out)
             windows_here = batch_windows.tolist()
             for k, (x1, y1, x2, y2) in enumerate(windows_here):
-                window = out[k, :, :y2 - y1, :x2 - x1]
+                window = out[k, :, : y2 - y1, : x2 - x1]
                 if k + 1 == len(windows_here):
-                    out = None   # the batch is freed once its last window has been added
+                    out = None  # the batch is freed once its last window has been added
                 yield x1, y1, x2, y2, window
                 window = None
 
@@ -255,7 +269,7 @@ class SlidingWindowPredictor:
             size = batch.shape[0]
             flipped = np.concatenate([batch, batch[:, :, :, ::-1], batch[:, :, ::-1, :]], axis=0)
             out = _as_tensor(self.forward(np.ascontiguousarray(flipped)))
-            return (out[:size] + paddle.flip(out[size:2 * size], [3]) + paddle.flip(out[2 * size:], [2])) / 3.0
+            return (out[:size] + paddle.flip(out[size : 2 * size], [3]) + paddle.flip(out[2 * size :], [2])) / 3.0
 
     def _batches(self, source, windows):
         producer = _BatchProducer(self, source, windows)
@@ -294,7 +308,7 @@ class _Carry:
             if part is None:
                 part = self.chunks[index] = np.zeros((self.channels, self.rows, self.chunk), np.float32)
             a, b = max(x1, start), min(x2, start + self.chunk)
-            part[:, :, a - start:b - start] += values[:, :, a - x1:b - x1]
+            part[:, :, a - start : b - start] += values[:, :, a - x1 : b - x1]
 
     def pop(self, x1, x2):
         """Return ``sums[:, :, x1:x2]`` (zeros where never written); free the chunks that end by ``x2``.
@@ -307,7 +321,7 @@ class _Carry:
             part = self.chunks.get(index)
             a, b = max(x1, start), min(x2, start + self.chunk)
             if part is not None:
-                out[:, :, a - x1:b - x1] = part[:, :, a - start:b - start]
+                out[:, :, a - x1 : b - x1] = part[:, :, a - start : b - start]
             if b == start + self.chunk:
                 self.chunks.pop(index, None)
         return out
@@ -338,9 +352,9 @@ class _RowSweep:
         """Add one window's ``(C, rows, x2 - x1)`` probabilities (windows in left-to-right order)."""
         self._emit(x1)
         self._extend(x2)
-        self.pending[:, :, x1 - self.x0:x2 - self.x0] += out[:, :self.final_rows]
+        self.pending[:, :, x1 - self.x0 : x2 - self.x0] += out[:, : self.final_rows]
         if self.carry is not None:
-            self.carry.add(x1, out[:, self.final_rows:])
+            self.carry.add(x1, out[:, self.final_rows :])
 
     def _extend(self, x2):
         """Grow ``pending`` to column ``x2``, starting from what the rows above carried."""
@@ -352,7 +366,7 @@ class _RowSweep:
             shared = min(self.final_rows, self.old.rows)
             fresh[:, :shared] = above[:, :shared]
             if self.carry is not None and self.old.rows > self.final_rows:
-                self.carry.add(self.x1, _pad_rows(above[:, self.final_rows:], self.carry.rows))
+                self.carry.add(self.x1, _pad_rows(above[:, self.final_rows :], self.carry.rows))
         self.pending = np.concatenate([self.pending, fresh], axis=2)
         self.x1 = x2
 
@@ -360,13 +374,13 @@ class _RowSweep:
         """Divide, argmax and drop the pending columns left of ``x_end``."""
         if x_end <= self.x0:
             return
-        done = self.pending[:, :, :x_end - self.x0]
-        count = self.count_rows[:, None] * self.col_count[None, self.x0:x_end]
+        done = self.pending[:, :, : x_end - self.x0]
+        count = self.count_rows[:, None] * self.col_count[None, self.x0 : x_end]
         probabilities = done / count[None]
-        self.labels[:, self.x0:x_end] = probabilities.argmax(axis=0)
+        self.labels[:, self.x0 : x_end] = probabilities.argmax(axis=0)
         if self.probabilities is not None:
-            self.probabilities[:, :, self.x0:x_end] = probabilities
-        self.pending = self.pending[:, :, x_end - self.x0:].copy()
+            self.probabilities[:, :, self.x0 : x_end] = probabilities
+        self.pending = self.pending[:, :, x_end - self.x0 :].copy()
         self.x0 = x_end
 
     def finish(self):
@@ -411,7 +425,7 @@ def _pad_rows(values, rows):
     if values.shape[1] == rows:
         return values
     out = np.zeros((values.shape[0], rows, values.shape[2]), np.float32)
-    out[:, :values.shape[1]] = values
+    out[:, : values.shape[1]] = values
     return out
 
 
@@ -431,11 +445,13 @@ class _BatchProducer:
         # for the interleaved last two rows).
         lowest_ahead = np.minimum.accumulate(windows[::-1, 1])[::-1]
         for start in range(0, len(windows), predictor.batch_size):
-            chunk = windows[start:start + predictor.batch_size]
+            chunk = windows[start : start + predictor.batch_size]
             first_row = int(lowest_ahead[start])
             h, w = int(chunk[0, 3] - chunk[0, 1]), int(chunk[0, 2] - chunk[0, 0])
-            batch = np.zeros((len(chunk), 3, _padded(h, predictor.size_divisor), _padded(w, predictor.size_divisor)),
-                             dtype=np.float32)
+            batch = np.zeros(
+                (len(chunk), 3, _padded(h, predictor.size_divisor), _padded(w, predictor.size_divisor)),
+                dtype=np.float32,
+            )
             for k, (x1, y1, x2, y2) in enumerate(chunk.tolist()):
                 if y1 not in strips:
                     strips = {key: value for key, value in strips.items() if key >= first_row}

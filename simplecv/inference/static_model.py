@@ -4,6 +4,7 @@ An exported folder holds ``model.json`` + ``model.pdiparams`` (``paddle.jit.save
 ``deploy.json``: the input shape, normalisation, class names and palette, so that
 ``tools/infer.py`` needs neither the config nor the training code's checkpoint.
 """
+
 import json
 import os
 
@@ -48,8 +49,14 @@ def export_model(model, save_dir, input_shape, mean, std, class_names, colors, i
         export_onednn_program(model, prefix, shape)
     else:
         paddle.jit.save(model, prefix, input_spec=spec)
-    meta = dict(input_shape=shape, interpolation=interpolation, mean=list(mean), std=list(std),
-                class_names=list(class_names), colors=[list(c) for c in colors])
+    meta = dict(
+        input_shape=shape,
+        interpolation=interpolation,
+        mean=list(mean),
+        std=list(std),
+        class_names=list(class_names),
+        colors=[list(c) for c in colors],
+    )
     with open(os.path.join(save_dir, DEPLOY_FILE), 'w') as handle:
         json.dump(meta, handle, indent=2)
     return prefix
@@ -64,9 +71,11 @@ def read_deploy_info(model_dir):
     path = os.path.join(model_dir, DEPLOY_FILE)
     program = os.path.join(model_dir, MODEL_PREFIX + '.json')
     if not (os.path.isfile(path) and os.path.isfile(program)):
-        raise CheckpointError('%s is not an exported model (no %s and %s.json); make one with '
-                              '`python tools/export_model.py --config_path ... --ckpt_path ... --save_dir %s`'
-                              % (model_dir, DEPLOY_FILE, MODEL_PREFIX, model_dir))
+        raise CheckpointError(
+            '%s is not an exported model (no %s and %s.json); make one with '
+            '`python tools/export_model.py --config_path ... --ckpt_path ... --save_dir %s`'
+            % (model_dir, DEPLOY_FILE, MODEL_PREFIX, model_dir)
+        )
     with open(path) as handle:
         return json.load(handle)
 
@@ -88,12 +97,14 @@ def run_in_fixed_batches(batch, input_shape, run):
     batch = np.ascontiguousarray(batch, dtype=np.float32)
     expected = input_shape[2:]
     if any(e > 0 and e != s for e, s in zip(expected, batch.shape[2:])):
-        raise ValueError('the exported model takes %s windows, got %s; export it again with '
-                         '--input_size %d %d' % (expected, list(batch.shape[2:]), *batch.shape[2:]))
+        raise ValueError(
+            'the exported model takes %s windows, got %s; export it again with '
+            '--input_size %d %d' % (expected, list(batch.shape[2:]), *batch.shape[2:])
+        )
     step = input_shape[0] if input_shape[0] > 0 else len(batch)
     outputs = []
     for start in range(0, len(batch), step):
-        chunk = batch[start:start + step]
+        chunk = batch[start : start + step]
         count = len(chunk)
         if count < step:
             chunk = np.concatenate([chunk, np.zeros((step - count,) + chunk.shape[1:], np.float32)])

@@ -16,6 +16,7 @@ memory can be predicted. Images become ``(H, W, 3)`` uint8 RGB:
 - anything that is not 8-bit (16-bit PNG, uint16 or float TIFF) raises :class:`DataError`: the
   models expect 0..255 values, so convert such images first.
 """
+
 import os
 import zlib
 from collections import namedtuple
@@ -33,24 +34,48 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.D
 Image.MAX_IMAGE_PIXELS = None  # aerial images are legitimately huge
 
 _TIFF_STARTS = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
-_STARTS = {'.png': (b'\x89PNG\r\n\x1a\n',), '.jpg': (b'\xff\xd8\xff',), '.jpeg': (b'\xff\xd8\xff',),
-           '.bmp': (b'BM',), '.tif': _TIFF_STARTS, '.tiff': _TIFF_STARTS}
+_STARTS = {
+    '.png': (b'\x89PNG\r\n\x1a\n',),
+    '.jpg': (b'\xff\xd8\xff',),
+    '.jpeg': (b'\xff\xd8\xff',),
+    '.bmp': (b'BM',),
+    '.tif': _TIFF_STARTS,
+    '.tiff': _TIFF_STARTS,
+}
 _FORMAT_NAMES = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.bmp': 'BMP', '.tif': 'TIFF', '.tiff': 'TIFF'}
 # End markers; the last 4 KiB of the file must hold them (JPEG files may carry a few trailing bytes).
 _ENDS = {'.png': b'IEND\xaeB`\x82', '.jpg': b'\xff\xd9', '.jpeg': b'\xff\xd9'}
 _TAIL_BYTES = 4096
 _PNG_KINDS = {0: 'greyscale', 2: 'RGB', 3: 'palette', 4: 'greyscale+alpha', 6: 'RGBA'}
 _PILLOW_KINDS = {
-    '1': ('greyscale', 'uint8'), 'L': ('greyscale', 'uint8'), 'LA': ('greyscale+alpha', 'uint8'),
-    'La': ('greyscale+alpha', 'uint8'), 'P': ('palette', 'uint8'), 'PA': ('palette', 'uint8'),
-    'RGB': ('RGB', 'uint8'), 'RGBA': ('RGBA', 'uint8'), 'RGBa': ('RGBA', 'uint8'), 'RGBX': ('RGB', 'uint8'),
-    'CMYK': ('CMYK', 'uint8'), 'YCbCr': ('RGB', 'uint8'), 'I;16': ('greyscale', 'uint16'),
-    'I;16B': ('greyscale', 'uint16'), 'I;16L': ('greyscale', 'uint16'), 'I;16N': ('greyscale', 'uint16'),
-    'I': ('greyscale', 'int32'), 'F': ('greyscale', 'float32'),
+    '1': ('greyscale', 'uint8'),
+    'L': ('greyscale', 'uint8'),
+    'LA': ('greyscale+alpha', 'uint8'),
+    'La': ('greyscale+alpha', 'uint8'),
+    'P': ('palette', 'uint8'),
+    'PA': ('palette', 'uint8'),
+    'RGB': ('RGB', 'uint8'),
+    'RGBA': ('RGBA', 'uint8'),
+    'RGBa': ('RGBA', 'uint8'),
+    'RGBX': ('RGB', 'uint8'),
+    'CMYK': ('CMYK', 'uint8'),
+    'YCbCr': ('RGB', 'uint8'),
+    'I;16': ('greyscale', 'uint16'),
+    'I;16B': ('greyscale', 'uint16'),
+    'I;16L': ('greyscale', 'uint16'),
+    'I;16N': ('greyscale', 'uint16'),
+    'I': ('greyscale', 'int32'),
+    'F': ('greyscale', 'float32'),
 }
 _TIFF_KINDS = {1: 'greyscale', 2: 'greyscale+alpha', 3: 'RGB', 4: 'RGBA'}
-_DEPTHS = {'uint8': '8-bit', 'uint16': '16-bit', 'int16': '16-bit signed', 'int32': '32-bit integer',
-           'float32': '32-bit float', 'float64': '64-bit float'}
+_DEPTHS = {
+    'uint8': '8-bit',
+    'uint16': '16-bit',
+    'int16': '16-bit signed',
+    'int32': '32-bit integer',
+    'float32': '32-bit float',
+    'float64': '64-bit float',
+}
 
 Header = namedtuple('Header', 'width height kind dtype')
 Header.__doc__ = """A file's size and pixel format, read without decoding its pixels.
@@ -112,8 +137,10 @@ def vanished_error(path):
     Returns:
         DataError
     """
-    return DataError('%s no longer exists (removed or renamed after it was listed); restore it, or remove '
-                     'its image and mask from the folders and start again' % path)
+    return DataError(
+        '%s no longer exists (removed or renamed after it was listed); restore it, or remove '
+        'its image and mask from the folders and start again' % path
+    )
 
 
 def decode_error(path, error):
@@ -157,8 +184,10 @@ def _pillow_header(path):
             width, height = image.size
             mode = image.mode
     except DECODE_ERRORS as error:
-        raise DataError('cannot read %s (%s: %s); the file is damaged or not an image, replace it'
-                        % (path, type(error).__name__, error)) from None
+        raise DataError(
+            'cannot read %s (%s: %s); the file is damaged or not an image, replace it'
+            % (path, type(error).__name__, error)
+        ) from None
     kind, dtype = _PILLOW_KINDS.get(mode, (mode, mode))
     return Header(width, height, kind, dtype)
 
@@ -188,17 +217,23 @@ def read_header(path):
     """
     extension = os.path.splitext(path)[1].lower()
     if extension not in IMAGE_EXTENSIONS:
-        raise DataError('%s: the extension %r is not supported; convert the file to PNG, JPEG, BMP or GeoTIFF (%s)'
-                        % (path, extension, ' '.join(IMAGE_EXTENSIONS)))
+        raise DataError(
+            '%s: the extension %r is not supported; convert the file to PNG, JPEG, BMP or GeoTIFF (%s)'
+            % (path, extension, ' '.join(IMAGE_EXTENSIONS))
+        )
     head, tail, size = _read_ends(path)
     if size == 0:
         raise DataError('%s is empty (0 bytes); copy or extract the file again' % path)
     if not head.startswith(_STARTS[extension]):
-        raise DataError('%s is not a %s file (it starts with %r); convert it to %s or give it the extension of its '
-                        'format' % (path, _FORMAT_NAMES[extension], head[:8], _FORMAT_NAMES[extension]))
+        raise DataError(
+            '%s is not a %s file (it starts with %r); convert it to %s or give it the extension of its '
+            'format' % (path, _FORMAT_NAMES[extension], head[:8], _FORMAT_NAMES[extension])
+        )
     if extension in _ENDS and _ENDS[extension] not in tail:
-        raise DataError('%s is truncated (no %s end marker in its %d bytes); copy or extract the file again'
-                        % (path, _FORMAT_NAMES[extension], size))
+        raise DataError(
+            '%s is truncated (no %s end marker in its %d bytes); copy or extract the file again'
+            % (path, _FORMAT_NAMES[extension], size)
+        )
     if extension == '.png':
         if len(head) < 33 or head[12:16] != b'IHDR':
             raise DataError('%s has a damaged PNG header; replace the file' % path)
@@ -221,8 +256,10 @@ def check_image_header(path, header):
         DataError: the samples are not 8-bit.
     """
     if header.dtype != 'uint8':
-        raise DataError('%s is a %s %s image; convert it to 8-bit RGB (values 0..255)'
-                        % (path, depth_name(header.dtype), header.kind))
+        raise DataError(
+            '%s is a %s %s image; convert it to 8-bit RGB (values 0..255)'
+            % (path, depth_name(header.dtype), header.kind)
+        )
 
 
 class Closable:
@@ -416,8 +453,9 @@ class TiffBands(Closable):
         try:
             self._dataset = rasterio.open(path)
         except rasterio.errors.RasterioIOError as error:
-            raise DataError('cannot read %s (%s); the file is damaged or not a TIFF, replace it'
-                            % (path, error)) from None
+            raise DataError(
+                'cannot read %s (%s); the file is damaged or not a TIFF, replace it' % (path, error)
+            ) from None
         self.height, self.width = self._dataset.height, self._dataset.width
         self.profile = dict(self._dataset.profile)
 
@@ -434,8 +472,10 @@ class TiffBands(Closable):
         try:
             values = self._dataset.read(self.bands, window=window)
         except Exception as error:  # rasterio raises several classes for corrupt blocks
-            raise DataError('cannot read rows %d..%d of %s (%s: %s); the file is damaged, replace it'
-                            % (y1, y2, self.path, type(error).__name__, error)) from None
+            raise DataError(
+                'cannot read rows %d..%d of %s (%s: %s); the file is damaged, replace it'
+                % (y1, y2, self.path, type(error).__name__, error)
+            ) from None
         return np.ascontiguousarray(values.transpose(1, 2, 0))
 
     def close(self):

@@ -10,6 +10,7 @@ A mask file is in one of two formats:
 PNG, JPEG and BMP masks are decoded whole; TIFF masks are read by rows. File checks are those
 of :func:`simplecv.io.images.read_header`.
 """
+
 import numpy as np
 
 from simplecv.core.errors import ConfigError, DataError
@@ -46,16 +47,22 @@ def check_mask_header(path, header, mask_format):
     """
     if mask_format == 'color':
         if header.kind in ('greyscale', 'greyscale+alpha'):
-            raise DataError("%s is a single-channel mask, not a colour mask; if it holds class indices set "
-                            "mask_format='label' (--mask_format label)" % path)
+            raise DataError(
+                '%s is a single-channel mask, not a colour mask; if it holds class indices set '
+                "mask_format='label' (--mask_format label)" % path
+            )
         if header.dtype != 'uint8':
             raise DataError('%s is a %s colour mask; save it as 8-bit RGB' % (path, depth_name(header.dtype)))
     elif header.kind not in ('greyscale', 'palette'):
-        raise DataError("%s is a %s mask, not a single-channel label mask; for colour masks set "
-                        "mask_format='color' (--mask_format color)" % (path, header.kind))
+        raise DataError(
+            '%s is a %s mask, not a single-channel label mask; for colour masks set '
+            "mask_format='color' (--mask_format color)" % (path, header.kind)
+        )
     elif header.dtype not in _LABEL_DTYPES:
-        raise DataError('%s has %s values; label masks hold integer class indices, save it as 8-bit greyscale'
-                        % (path, header.dtype))
+        raise DataError(
+            '%s has %s values; label masks hold integer class indices, save it as 8-bit greyscale'
+            % (path, header.dtype)
+        )
 
 
 def check_labels(values, path, num_classes=None, ignore_index=255):
@@ -80,8 +87,10 @@ def check_labels(values, path, num_classes=None, ignore_index=255):
         bad = (values < 0) | ((values >= num_classes) & (values != ignore_index))
         allowed = '0..%d and %d' % (num_classes - 1, ignore_index)
     if bad.any():
-        raise DataError('%s holds label values %s outside %s; relabel it with the class indices of the colour table '
-                        '(%d = ignored)' % (path, np.unique(values[bad])[:10].tolist(), allowed, ignore_index))
+        raise DataError(
+            '%s holds label values %s outside %s; relabel it with the class indices of the colour table '
+            '(%d = ignored)' % (path, np.unique(values[bad])[:10].tolist(), allowed, ignore_index)
+        )
     return values.astype(np.uint8, copy=False)
 
 

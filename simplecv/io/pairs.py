@@ -6,6 +6,7 @@ mask and checks both files from their headers (format, completeness, pixel forma
 so that a bad file stops a run at once with a message naming it; the pixels are decoded later,
 by :meth:`ImagePair.open` or :meth:`ImagePair.read`.
 """
+
 import os
 from collections import namedtuple
 
@@ -27,8 +28,9 @@ SAME_NAME = MaskNaming(color=('',), label=('',), not_images=())
 
 def _check_folder(folder, what, content):
     if not os.path.isdir(folder):
-        raise DataError('%s %s is not a folder; point %s at the folder of %s'
-                        % (what, os.path.abspath(folder), what, content))
+        raise DataError(
+            '%s %s is not a folder; point %s at the folder of %s' % (what, os.path.abspath(folder), what, content)
+        )
 
 
 def find_images(path, naming=SAME_NAME):
@@ -58,10 +60,20 @@ def find_images(path, naming=SAME_NAME):
             images.append(os.path.join(path, name))
     if not images:
         others = [name for name in names if not os.path.isdir(os.path.join(path, name))]
-        holds = 'it holds no file' if not others else 'it holds %d other file%s: %s' % (
-            len(others), 's' if len(others) > 1 else '', ', '.join(others[:3]) + (', ...' if len(others) > 3 else ''))
-        raise DataError('no <name>%s images in %s (%s); put the images there, in one of these formats'
-                        % ('|'.join(IMAGE_EXTENSIONS), os.path.abspath(path), holds))
+        holds = (
+            'it holds no file'
+            if not others
+            else 'it holds %d other file%s: %s'
+            % (
+                len(others),
+                's' if len(others) > 1 else '',
+                ', '.join(others[:3]) + (', ...' if len(others) > 3 else ''),
+            )
+        )
+        raise DataError(
+            'no <name>%s images in %s (%s); put the images there, in one of these formats'
+            % ('|'.join(IMAGE_EXTENSIONS), os.path.abspath(path), holds)
+        )
     return images
 
 
@@ -86,10 +98,15 @@ def find_mask(image_path, mask_dir, mask_format='color', naming=SAME_NAME):
     for candidate in candidates:
         if os.path.isfile(candidate) and not os.path.samefile(candidate, image_path):
             return candidate
-    hint = ('' if mask_format == 'label' else
-            "; if the masks are single-channel label images, set mask_format='label' (--mask_format label)")
-    raise DataError('image %s has no mask: expected %s%s' % (
-        os.path.abspath(image_path), ' or '.join(os.path.abspath(c) for c in candidates), hint))
+    hint = (
+        ''
+        if mask_format == 'label'
+        else "; if the masks are single-channel label images, set mask_format='label' (--mask_format label)"
+    )
+    raise DataError(
+        'image %s has no mask: expected %s%s'
+        % (os.path.abspath(image_path), ' or '.join(os.path.abspath(c) for c in candidates), hint)
+    )
 
 
 class ImagePair:
@@ -117,8 +134,9 @@ class ImagePair:
         DataError: naming the file and the fix, for every check above.
     """
 
-    def __init__(self, image_path, mask_path=None, mask_format='color', decode_color=None, num_classes=None,
-                 ignore_index=255):
+    def __init__(
+        self, image_path, mask_path=None, mask_format='color', decode_color=None, num_classes=None, ignore_index=255
+    ):
         check_mask_format(mask_format)
         self.image_path = image_path
         self.mask_path = mask_path
@@ -134,8 +152,10 @@ class ImagePair:
         mask = read_header(mask_path)
         check_mask_header(mask_path, mask, mask_format)
         if (mask.width, mask.height) != (image.width, image.height):
-            raise DataError('%s is %dx%d but its mask %s is %dx%d (width x height); the mask must match its image'
-                            % (image_path, image.width, image.height, mask_path, mask.width, mask.height))
+            raise DataError(
+                '%s is %dx%d but its mask %s is %dx%d (width x height); the mask must match its image'
+                % (image_path, image.width, image.height, mask_path, mask.width, mask.height)
+            )
 
     def open(self):
         """Open the image and its mask and decode what must be decoded up front (a whole PNG).
@@ -184,8 +204,15 @@ class ImagePair:
         return 'ImagePair(%r, %r)' % (self.image_path, self.mask_path)
 
 
-def list_pairs(image_dir, mask_dir=None, mask_format='color', naming=SAME_NAME, decode_color=None,
-               num_classes=None, ignore_index=255):
+def list_pairs(
+    image_dir,
+    mask_dir=None,
+    mask_format='color',
+    naming=SAME_NAME,
+    decode_color=None,
+    num_classes=None,
+    ignore_index=255,
+):
     """List and check the images of a folder (or one image file) and their masks.
 
     Args:

@@ -1,4 +1,5 @@
 """Writing label maps: palette PNG (labels shown in colours), plain label PNG, GeoTIFF by rows."""
+
 import os
 
 import numpy as np

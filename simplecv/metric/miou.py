@@ -23,6 +23,7 @@ Differences from the official code:
   NaN, the previous Paddle port counts it as 0. ``num_valid_classes`` says how many classes
   the means cover. On the iSAID val set every class is present, so the values agree.
 """
+
 from collections import namedtuple
 
 import numpy as np
@@ -58,8 +59,9 @@ def confusion_matrix(y_true, y_pred, num_classes, ignore_index=255):
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     if y_true.shape != y_pred.shape:
-        raise DataError('confusion_matrix: ground truth %s and prediction %s differ in shape'
-                        % (y_true.shape, y_pred.shape))
+        raise DataError(
+            'confusion_matrix: ground truth %s and prediction %s differ in shape' % (y_true.shape, y_pred.shape)
+        )
     y_true = y_true.reshape(-1)
     y_pred = y_pred.reshape(-1)
     if ignore_index is not None:
@@ -83,8 +85,10 @@ def _check_range(what, values, num_classes, ignore_index):
         allowed = '0..%d' % (num_classes - 1)
         if ignore_index is not None:
             allowed += ' (and %d, ignored)' % ignore_index
-        raise DataError('%s holds values %s outside %s; check the mask format (colour masks need '
-                        'mask_format color) and the class order' % (what, np.unique(bad)[:10].tolist(), allowed))
+        raise DataError(
+            '%s holds values %s outside %s; check the mask format (colour masks need '
+            'mask_format color) and the class order' % (what, np.unique(bad)[:10].tolist(), allowed)
+        )
 
 
 def iou_per_class(matrix):
@@ -129,8 +133,7 @@ class MeanIoU:
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError('MeanIoU: %d class names for %d classes' % (len(class_names), num_classes))
         self.num_classes = int(num_classes)
-        self.class_names = tuple(class_names) if class_names is not None else tuple(
-            str(i) for i in range(num_classes))
+        self.class_names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(num_classes))
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
 
@@ -150,8 +153,9 @@ class MeanIoU:
     def summary(self):
         """Return an :data:`IoUSummary` of the counts so far."""
         ious = iou_per_class(self.matrix)
-        return IoUSummary(ious=ious, miou=_nanmean(ious), miou_fg=_nanmean(ious[1:]),
-                          num_valid_classes=int((~np.isnan(ious)).sum()))
+        return IoUSummary(
+            ious=ious, miou=_nanmean(ious), miou_fg=_nanmean(ious[1:]), num_valid_classes=int((~np.isnan(ious)).sum())
+        )
 
     def table(self, digits=4):
         """Return a plain-text table: one row per class, then mIoU and foreground mIoU."""
@@ -161,8 +165,11 @@ class MeanIoU:
         rows.append(('', 'mIoU foreground (%d classes)' % (self.num_classes - 1), _fmt(result.miou_fg, digits)))
         widths = [max(len(r[k]) for r in rows + [('idx', 'class', 'IoU')]) for k in range(3)]
         line = '+-%s-+-%s-+-%s-+' % tuple('-' * w for w in widths)
-        out = [line, '| %s | %s | %s |' % ('idx'.rjust(widths[0]), 'class'.ljust(widths[1]), 'IoU'.rjust(widths[2])),
-               line]
+        out = [
+            line,
+            '| %s | %s | %s |' % ('idx'.rjust(widths[0]), 'class'.ljust(widths[1]), 'IoU'.rjust(widths[2])),
+            line,
+        ]
         for k, row in enumerate(rows):
             if k == self.num_classes:
                 out.append(line)

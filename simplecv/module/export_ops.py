@@ -26,6 +26,7 @@ repeat the float32 arithmetic of Paddle's CPU kernels; it equals ``F.interpolate
 few float32 ulps. :func:`elementwise_logsumexp` is ``paddle.logsumexp`` as oneDNN element-wise
 ops (Paddle's plain CPU loop cost 0.3 s per ``16 x 896 x 896`` call in the exported FactSeg).
 """
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -92,14 +93,16 @@ def _interp_matrix(n_in, n_out, mode, align_corners, align_mode):
     rest[rows, low] = 0
     high = np.where(rest.any(axis=1), rest.argmax(axis=1), low)
     second = rest[rows, high]
-    matrix = (F.one_hot(paddle.to_tensor(low), n_in) * paddle.to_tensor(first).unsqueeze(1)
-              + F.one_hot(paddle.to_tensor(high), n_in) * paddle.to_tensor(second).unsqueeze(1))
+    matrix = F.one_hot(paddle.to_tensor(low), n_in) * paddle.to_tensor(first).unsqueeze(1) + F.one_hot(
+        paddle.to_tensor(high), n_in
+    ) * paddle.to_tensor(second).unsqueeze(1)
     return matrix
 
 
 @paddle.jit.not_to_static
-def matmul_interpolate(x, size=None, scale_factor=None, mode='nearest', align_corners=False, align_mode=0,
-                       data_format='NCHW'):
+def matmul_interpolate(
+    x, size=None, scale_factor=None, mode='nearest', align_corners=False, align_mode=0, data_format='NCHW'
+):
     """``F.interpolate`` for 4-D NCHW ``nearest``/``bilinear`` as two matmuls (oneDNN export).
 
     Not converted by ``paddle.jit.to_static``: it has no tensor-dependent control flow (the

@@ -1,4 +1,5 @@
 """SimpleCV's FPN: 1×1 laterals, 3×3 outputs, nearest ×2 top-down, no extra levels."""
+
 import paddle.nn as nn
 
 from simplecv.module import upsample
@@ -31,12 +32,27 @@ class FPN(nn.Layer):
         self.num_levels = len(in_channels_list)
         self.interpolation = interpolation
         for index, in_channels in enumerate(in_channels_list, 1):
-            self.add_sublayer('fpn_inner%d' % index, Conv2D(
-                in_channels, out_channels, 1, weight_attr=kaiming_uniform_a1_attr(in_channels, 1),
-                bias_attr=zeros_attr()))
-            self.add_sublayer('fpn_layer%d' % index, Conv2D(
-                out_channels, out_channels, 3, padding=1, weight_attr=kaiming_uniform_a1_attr(out_channels, 3),
-                bias_attr=zeros_attr()))
+            self.add_sublayer(
+                'fpn_inner%d' % index,
+                Conv2D(
+                    in_channels,
+                    out_channels,
+                    1,
+                    weight_attr=kaiming_uniform_a1_attr(in_channels, 1),
+                    bias_attr=zeros_attr(),
+                ),
+            )
+            self.add_sublayer(
+                'fpn_layer%d' % index,
+                Conv2D(
+                    out_channels,
+                    out_channels,
+                    3,
+                    padding=1,
+                    weight_attr=kaiming_uniform_a1_attr(out_channels, 3),
+                    bias_attr=zeros_attr(),
+                ),
+            )
 
     def forward(self, features):
         """Args: features, a list as in the class docstring. Returns: a tuple of pyramid levels."""

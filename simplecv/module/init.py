@@ -1,4 +1,5 @@
 """Weight initialisers that reproduce torch's conventions in Paddle (``ParamAttr`` builders)."""
+
 import math
 
 import paddle

@@ -3,6 +3,7 @@
 Parameter names equal torchvision's (``conv1.weight``, ``layer1.0.downsample.1._mean`` …), so the
 ImageNet weights converted by ``torch_ref/convert.py resnet50`` load by name.
 """
+
 import os
 
 import paddle
@@ -18,9 +19,16 @@ _logger = get_logger('factseg.resnet')
 
 
 def _conv(in_channels, out_channels, kernel_size, stride=1, dilation=1):
-    return nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                     padding=dilation * (kernel_size - 1) // 2, dilation=dilation,
-                     weight_attr=kaiming_normal_fan_out_attr(out_channels, kernel_size), bias_attr=False)
+    return nn.Conv2D(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=dilation * (kernel_size - 1) // 2,
+        dilation=dilation,
+        weight_attr=kaiming_normal_fan_out_attr(out_channels, kernel_size),
+        bias_attr=False,
+    )
 
 
 class BasicBlock(nn.Layer):
@@ -102,8 +110,9 @@ class ResNet(nn.Layer):
 
     def __init__(self, block, depths, stage_dilations=(1, 1, 1, 1)):
         super().__init__()
-        self.conv1 = nn.Conv2D(3, 64, 7, stride=2, padding=3,
-                               weight_attr=kaiming_normal_fan_out_attr(64, 7), bias_attr=False)
+        self.conv1 = nn.Conv2D(
+            3, 64, 7, stride=2, padding=3, weight_attr=kaiming_normal_fan_out_attr(64, 7), bias_attr=False
+        )
         self.bn1 = batch_norm(64)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
@@ -161,29 +170,39 @@ class ResNetEncoder(nn.Layer):
     @staticmethod
     def default_config():
         """The keys and defaults of SimpleCV's ``ResNetEncoder.set_defalut_config``."""
-        return dict(resnet_type='resnet50', include_conv5=True, batchnorm_trainable=True,
-                    pretrained=False, freeze_at=0, output_stride=32,
-                    with_cp=(False, False, False, False), stem3_3x3=False)
+        return dict(
+            resnet_type='resnet50',
+            include_conv5=True,
+            batchnorm_trainable=True,
+            pretrained=False,
+            freeze_at=0,
+            output_stride=32,
+            with_cp=(False, False, False, False),
+            stem3_3x3=False,
+        )
 
     def __init__(self, config, where='resnet_encoder'):
         super().__init__()
         self.config = merge_strict(self.default_config(), config, where)
         cfg = self.config
         if cfg.resnet_type not in ARCHITECTURES:
-            raise ConfigError('%s.resnet_type=%r is not supported; choose one of %s'
-                              % (where, cfg.resnet_type, ', '.join(ARCHITECTURES)))
+            raise ConfigError(
+                '%s.resnet_type=%r is not supported; choose one of %s'
+                % (where, cfg.resnet_type, ', '.join(ARCHITECTURES))
+            )
         dilations = {32: (1, 1, 1, 1), 16: (1, 1, 1, 2), 8: (1, 1, 2, 4)}
         if cfg.output_stride not in dilations:
             raise ConfigError('%s.output_stride must be 8, 16 or 32, got %r' % (where, cfg.output_stride))
         block, depths = ARCHITECTURES[cfg.resnet_type]
         self.resnet = ResNet(block, depths, dilations[cfg.output_stride])
-        self.out_channels = [64 * block.expansion * 2 ** i for i in range(4)]
+        self.out_channels = [64 * block.expansion * 2**i for i in range(4)]
         if cfg.pretrained is True:
             raise ConfigError(
                 '%s.pretrained=True asks for torchvision ImageNet weights; this port never downloads. '
                 'Set it to a local file made with `python torch_ref/convert.py %s --src %s '
                 '--dst pretrained/%s.pdparams`, or to False to train from scratch.'
-                % (where, cfg.resnet_type, TORCHVISION_FILES[cfg.resnet_type], cfg.resnet_type))
+                % (where, cfg.resnet_type, TORCHVISION_FILES[cfg.resnet_type], cfg.resnet_type)
+            )
         if cfg.pretrained:
             self.load_pretrained(cfg.pretrained)
         if not cfg.batchnorm_trainable:
@@ -202,10 +221,11 @@ class ResNetEncoder(nn.Layer):
             path = os.path.join(REPO_ROOT, path)
         if not os.path.isfile(path):
             raise CheckpointError(
-                'pretrained backbone weights %r do not exist. Convert torchvision\'s ImageNet weights '
-                'with `python torch_ref/convert.py %s --src %s --dst %s` (torchvision\'s file of that name), '
+                "pretrained backbone weights %r do not exist. Convert torchvision's ImageNet weights "
+                "with `python torch_ref/convert.py %s --src %s --dst %s` (torchvision's file of that name), "
                 'or set model.params.resnet_encoder.pretrained False to train from scratch.'
-                % (path, self.config.resnet_type, TORCHVISION_FILES[self.config.resnet_type], path))
+                % (path, self.config.resnet_type, TORCHVISION_FILES[self.config.resnet_type], path)
+            )
         try:
             state = paddle.load(path)
         except Exception as exc:
@@ -215,6 +235,7 @@ class ResNetEncoder(nn.Layer):
             state = state['model']
         state = {k: v for k, v in state.items() if not k.startswith('fc.')}
         from simplecv.util.state_dict import load_state_dict_strict
+
         load_state_dict_strict(self.resnet, state, source=path)
         _logger.info('ResNetEncoder: loaded %d pretrained tensors from %s', len(state), path)
 
@@ -234,8 +255,11 @@ class ResNetEncoder(nn.Layer):
         As SimpleCV's ``freeze_params``, freezing a stage also fixes its BN statistics.
         """
         super().train()
-        frozen = self.resnet.sublayers() if not self.config.batchnorm_trainable else [
-            layer for stage in self._frozen_stages() for layer in [stage] + stage.sublayers()]
+        frozen = (
+            self.resnet.sublayers()
+            if not self.config.batchnorm_trainable
+            else [layer for stage in self._frozen_stages() for layer in [stage] + stage.sublayers()]
+        )
         for layer in frozen:
             if isinstance(layer, nn.BatchNorm2D):
                 layer.eval()

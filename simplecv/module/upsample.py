@@ -15,6 +15,7 @@ passes ``interpolation='matmul'`` (set on the layers by
 :func:`simplecv.module.export_ops.set_export_ops` for a oneDNN export), to
 :func:`simplecv.module.export_ops.matmul_interpolate`.
 """
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -56,8 +57,7 @@ def bilinear(x, scale_factor, interpolation='native'):
         module docstring).
     """
     if x.dtype != paddle.float64:
-        return export_ops.interpolate(x, interpolation, scale_factor=scale_factor, mode='bilinear',
-                                      align_corners=True)
+        return export_ops.interpolate(x, interpolation, scale_factor=scale_factor, mode='bilinear', align_corners=True)
     height, width = x.shape[2:]
     out = _blend_axis(x, 2, int(np.floor(height * scale_factor)))
     return _blend_axis(out, 3, int(np.floor(width * scale_factor)))

@@ -1,4 +1,5 @@
 """Learning-rate schedules, registered in :data:`simplecv.core.registry.LR`."""
+
 from simplecv.core.errors import ConfigError
 from simplecv.core.registry import LR
 
@@ -27,8 +28,10 @@ class PolyLearningRate:
 
     def __init__(self, base_lr, power, max_iters):
         if not base_lr > 0 or not max_iters > 0 or not power >= 0:
-            raise ConfigError('learning_rate.params of poly need base_lr > 0, power >= 0 and max_iters > 0; '
-                              'got base_lr=%r, power=%r, max_iters=%r' % (base_lr, power, max_iters))
+            raise ConfigError(
+                'learning_rate.params of poly need base_lr > 0, power >= 0 and max_iters > 0; '
+                'got base_lr=%r, power=%r, max_iters=%r' % (base_lr, power, max_iters)
+            )
         self.base_lr = float(base_lr)
         self.power = float(power)
         self.max_iters = int(max_iters)

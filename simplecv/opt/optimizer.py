@@ -1,4 +1,5 @@
 """Optimizers, registered in :data:`simplecv.core.registry.OPT`."""
+
 import paddle
 
 from simplecv.core.errors import ConfigError
@@ -25,8 +26,14 @@ def sgd(parameters, learning_rate, momentum=0.0, weight_decay=0.0, nesterov=Fals
     Returns:
         paddle.optimizer.Momentum
     """
-    return paddle.optimizer.Momentum(learning_rate=learning_rate, momentum=momentum, parameters=parameters,
-                                     use_nesterov=nesterov, weight_decay=float(weight_decay), grad_clip=grad_clip)
+    return paddle.optimizer.Momentum(
+        learning_rate=learning_rate,
+        momentum=momentum,
+        parameters=parameters,
+        use_nesterov=nesterov,
+        weight_decay=float(weight_decay),
+        grad_clip=grad_clip,
+    )
 
 
 def make_grad_clip(config):
@@ -44,8 +51,9 @@ def make_grad_clip(config):
     if unknown:
         raise ConfigError('unknown key(s) %s in optimizer.grad_clip; valid: max_norm, norm_type' % unknown)
     if config.get('norm_type', 2) != 2:
-        raise ConfigError('optimizer.grad_clip.norm_type=%r is not supported; only the L2 norm (2) is'
-                          % (config['norm_type'],))
+        raise ConfigError(
+            'optimizer.grad_clip.norm_type=%r is not supported; only the L2 norm (2) is' % (config['norm_type'],)
+        )
     max_norm = config.get('max_norm')
     if not isinstance(max_norm, (int, float)) or max_norm <= 0:
         raise ConfigError('optimizer.grad_clip.max_norm must be a positive number, got %r' % (max_norm,))

@@ -1,4 +1,5 @@
 """Command-line pieces shared by the entry points (``apex_train.py``, ``isaid_eval.py``, ``tools/``)."""
+
 import argparse
 
 
@@ -9,8 +10,12 @@ def add_config_overrides(parser, example):
         parser: the ``argparse.ArgumentParser`` of the script.
         example: one pair for the help text, e.g. ``'train.num_iters 1000'``.
     """
-    parser.add_argument('opts', nargs=argparse.REMAINDER, default=None,
-                        help='config overrides as KEY VALUE pairs, last on the command line, e.g. %s' % example)
+    parser.add_argument(
+        'opts',
+        nargs=argparse.REMAINDER,
+        default=None,
+        help='config overrides as KEY VALUE pairs, last on the command line, e.g. %s' % example,
+    )
 
 
 def check_config_overrides(parser, opts):

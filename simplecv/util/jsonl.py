@@ -1,4 +1,5 @@
 """JSON-lines record files (one JSON object a line): the training and evaluation logs."""
+
 import json
 
 from simplecv.core.checkpoint import atomic_write

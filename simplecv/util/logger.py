@@ -5,6 +5,7 @@ Library modules only create loggers (``get_logger('factseg.<part>')``, i.e.
 :func:`configure_logging` once; until then the ``factseg`` messages follow Python's defaults
 (warnings and errors only, on stderr), so importing the library changes no global state.
 """
+
 import logging
 import sys
 

@@ -16,6 +16,7 @@ MKL reads the variable at its first GEMM call, not when the library is loaded: i
 module after ``import paddle`` still works as long as no Paddle operation has run, but entry
 points import it first. Opt out with ``MKL_DEBUG_CPU_TYPE=`` (empty) or any other value.
 """
+
 import os
 import platform
 

@@ -7,6 +7,7 @@ written and the fix for that ``errno``. :func:`check_writable` tries the folder 
 work starts; :func:`remove_stale_temporaries` deletes the temporary files that a killed process
 left behind (:func:`simplecv.core.checkpoint.atomic_write` names them ``<file>.tmp<pid>``).
 """
+
 import contextlib
 import errno
 import logging
@@ -81,9 +82,10 @@ def low_space_warning(folder, needed_bytes, what):
     free = shutil.disk_usage(folder).free
     if free >= 2 * needed_bytes:
         return None
-    return ('only %.0f MB free on the disk of %s, and %s needs about %.0f MB while the previous one is kept: the '
-            'run will stop when the disk is full; free space now' % (free / 2 ** 20, folder, what,
-                                                                     needed_bytes / 2 ** 20))
+    return (
+        'only %.0f MB free on the disk of %s, and %s needs about %.0f MB while the previous one is kept: the '
+        'run will stop when the disk is full; free space now' % (free / 2**20, folder, what, needed_bytes / 2**20)
+    )
 
 
 def _process_alive(pid):

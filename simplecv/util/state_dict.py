@@ -1,4 +1,5 @@
 """Strict state-dict loading: every key present, none extra, every shape equal."""
+
 import numpy as np
 
 from simplecv.core.errors import CheckpointError
@@ -23,8 +24,11 @@ def compare_state_dicts(expected, given):
     """
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
-    mismatched = sorted((k, _shape(expected[k]), _shape(given[k]))
-                        for k in set(expected) & set(given) if _shape(expected[k]) != _shape(given[k]))
+    mismatched = sorted(
+        (k, _shape(expected[k]), _shape(given[k]))
+        for k in set(expected) & set(given)
+        if _shape(expected[k]) != _shape(given[k])
+    )
     return missing, unexpected, mismatched
 
 
@@ -36,8 +40,10 @@ def describe_mismatch(missing, unexpected, mismatched, total):
     if unexpected:
         parts.append('unexpected %d keys: %s' % (len(unexpected), _list(unexpected)))
     if mismatched:
-        parts.append('%d keys of another shape: %s' % (
-            len(mismatched), _list(['%s (model %s, file %s)' % m for m in mismatched])))
+        parts.append(
+            '%d keys of another shape: %s'
+            % (len(mismatched), _list(['%s (model %s, file %s)' % m for m in mismatched]))
+        )
     return '; '.join(parts)
 
 
@@ -62,7 +68,9 @@ def load_state_dict_strict(layer, state, source='state dict'):
     expected = layer.state_dict()
     missing, unexpected, mismatched = compare_state_dicts(expected, state)
     if missing or unexpected or mismatched:
-        raise CheckpointError('%s does not match the model: %s. Is it a checkpoint of this config? Official '
-                              'PyTorch files must first be converted with `python torch_ref/convert.py`.'
-                              % (source, describe_mismatch(missing, unexpected, mismatched, len(expected))))
+        raise CheckpointError(
+            '%s does not match the model: %s. Is it a checkpoint of this config? Official '
+            'PyTorch files must first be converted with `python torch_ref/convert.py`.'
+            % (source, describe_mismatch(missing, unexpected, mismatched, len(expected)))
+        )
     layer.set_state_dict({k: state[k] for k in expected})

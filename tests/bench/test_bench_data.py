@@ -1,4 +1,5 @@
 """bench/bench_data.py compares like with like: its official procedure gives our loader's samples."""
+
 import os
 import sys
 
@@ -24,8 +25,12 @@ class _NoAugmentation:
 
 def test_official_procedure_equals_our_sample_without_augmentation(tmp_path):
     image_dir, mask_dir = bench_data.make_scene(str(tmp_path / 'scene'), (300, 700), seed=3)
-    transforms = [RemoveColorMap(), segm.FixedPad((256, 256), 255), segm.ToTensor(True),
-                  comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD)]
+    transforms = [
+        RemoveColorMap(),
+        segm.FixedPad((256, 256), 255),
+        segm.ToTensor(True),
+        comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
     dataset = ISAIDSegmmDataset(image_dir, mask_dir, dict(patch_size=256, stride=200), transforms, cache_mb=0)
     official = bench_data.OfficialSample(256)
     assert len(dataset) == 8

@@ -1,4 +1,5 @@
 """bench/train_step.py runs both sides on equal weights and the same batch, and reports its figures."""
+
 import os
 import sys
 
@@ -13,8 +14,9 @@ train_step = pytest.importorskip('train_step')
 
 @pytest.mark.slow
 def test_both_sides_start_from_the_same_loss_and_report(capsys):
-    args = train_step.parse_args(['--config_path', 'isaid.factseg_demo', '--size', '64', '--batch_size', '2',
-                                  '--warmup', '0', '--iters', '2'])
+    args = train_step.parse_args(
+        ['--config_path', 'isaid.factseg_demo', '--size', '64', '--batch_size', '2', '--warmup', '0', '--iters', '2']
+    )
     result = train_step.run(args)
     ours, reference = result['ours'], result['reference']
     # Same converted weights, same batch, train-mode BN: the first losses agree to float32 accuracy.

@@ -1,4 +1,5 @@
 """The registries are filled by one explicit import."""
+
 import pytest
 
 from simplecv.core.errors import ConfigError
@@ -15,6 +16,9 @@ def test_components_module_fills_every_registry():
 def test_a_miss_lists_the_registered_names():
     from simplecv.api.components import MODEL
 
-    with pytest.raises(ConfigError, match=r"no model named 'Factseg' is registered; did you mean 'FactSeg'\? "
-                                          r"registered: .*FactSeg"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no model named 'Factseg' is registered; did you mean 'FactSeg'\? "
+        r'registered: .*FactSeg',
+    ):
         MODEL['Factseg']

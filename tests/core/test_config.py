@@ -19,8 +19,18 @@ def test_attrdict_deep_update_and_attribute_access():
 
 def test_update_from_list_parses_values_and_creates_paths():
     cfg = AttrDict(train=dict(num_iters=60000), name='x')
-    cfg.update_from_list(['train.num_iters', '100', 'learning_rate.params.base_lr', '0.01',
-                          'name', 'demo', 'train.with_cp', '(True, False)'])
+    cfg.update_from_list(
+        [
+            'train.num_iters',
+            '100',
+            'learning_rate.params.base_lr',
+            '0.01',
+            'name',
+            'demo',
+            'train.with_cp',
+            '(True, False)',
+        ]
+    )
     assert cfg.train.num_iters == 100
     assert cfg.learning_rate.params.base_lr == pytest.approx(0.01)
     assert cfg.name == 'demo' and cfg.train.with_cp == (True, False)
@@ -38,17 +48,27 @@ def test_merge_strict_names_the_path_and_closest_key():
     defaults = dict(fpn=dict(in_channels_list=[1], out_channels=2), out_channels=3)
     merged = merge_strict(defaults, dict(fpn=dict(out_channels=5)), 'model.params.foreground')
     assert merged.fpn.out_channels == 5 and merged.fpn.in_channels_list == [1]
-    with pytest.raises(ConfigError, match=r"model\.params\.foreground\.fpn\.out_chanels.*"
-                                          r"did you mean 'model\.params\.foreground\.fpn\.out_channels'"):
+    with pytest.raises(
+        ConfigError,
+        match=r'model\.params\.foreground\.fpn\.out_chanels.*'
+        r"did you mean 'model\.params\.foreground\.fpn\.out_channels'",
+    ):
         merge_strict(defaults, dict(fpn=dict(out_chanels=5)), 'model.params.foreground')
 
 
 def test_import_config_from_any_directory(tmp_path):
-    code = ('from simplecv.core.config import import_config; '
-            'c = import_config("isaid.factseg"); print(c.model.type, c.train.num_iters)')
+    code = (
+        'from simplecv.core.config import import_config; '
+        'c = import_config("isaid.factseg"); print(c.model.type, c.train.num_iters)'
+    )
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=repo))
+    out = subprocess.run(
+        [sys.executable, '-c', code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=repo),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ['FactSeg', '60000']
 
@@ -84,29 +104,49 @@ def test_registry_duplicate_and_missing():
 
 def test_global_registries_are_filled_by_imports():
     from simplecv.core import registry
+
     registry.populate()
     assert 'FactSeg' in registry.MODEL
     with pytest.raises(ConfigError, match="did you mean 'FactSeg'"):
         registry.MODEL['Factseg']
 
 
-@pytest.mark.parametrize('key, value, message', [
-    ('trian.num_iters', '3', r"unknown config key 'trian'; did you mean 'train'\?"),
-    ('train.num_iterz', '3', r"'train.num_iterz'; did you mean 'train.num_iters'\?"),
-    ('optimizer.params.momentun', '0.5', r"'optimizer.params.momentun'; did you mean 'optimizer.params.momentum'\?"),
-    ('optimizer.grad_clip.max_nrom', '3', r"'optimizer.grad_clip.max_nrom'; did you mean "
-                                          r"'optimizer.grad_clip.max_norm'"),
-    ('optimizer.tpye', 'sgd', r"'optimizer.tpye'; did you mean 'optimizer.type'\?"),
-    ('learning_rate.params.powr', '1.0', r"'learning_rate.params.powr'; did you mean 'learning_rate.params.power'"),
-    ('data.train.params.batch_sise', '2', r"'data.train.params.batch_sise'; did you mean "
-                                          r"'data.train.params.batch_size'"),
-    ('data.train.params.patch_config.strid', '3', r"'data.train.params.patch_config.strid'; did you mean "
-                                                   r"'data.train.params.patch_config.stride'"),
-    ('data.test.params.image_dri', 'x', r"'data.test.params.image_dri'; did you mean 'data.test.params.image_dir'"),
-    ('data.tset.type', 'x', r"'data.tset'; did you mean 'data.test'\?"),
-    ('model.typ', 'FactSeg', r"'model.typ'; did you mean 'model.type'\?"),
-    ('test.batch_size', '1', r"unknown config key 'test.batch_size' \(valid keys here: none\)"),
-])
+@pytest.mark.parametrize(
+    'key, value, message',
+    [
+        ('trian.num_iters', '3', r"unknown config key 'trian'; did you mean 'train'\?"),
+        ('train.num_iterz', '3', r"'train.num_iterz'; did you mean 'train.num_iters'\?"),
+        (
+            'optimizer.params.momentun',
+            '0.5',
+            r"'optimizer.params.momentun'; did you mean 'optimizer.params.momentum'\?",
+        ),
+        (
+            'optimizer.grad_clip.max_nrom',
+            '3',
+            r"'optimizer.grad_clip.max_nrom'; did you mean "
+            r"'optimizer.grad_clip.max_norm'",
+        ),
+        ('optimizer.tpye', 'sgd', r"'optimizer.tpye'; did you mean 'optimizer.type'\?"),
+        ('learning_rate.params.powr', '1.0', r"'learning_rate.params.powr'; did you mean 'learning_rate.params.power'"),
+        (
+            'data.train.params.batch_sise',
+            '2',
+            r"'data.train.params.batch_sise'; did you mean "
+            r"'data.train.params.batch_size'",
+        ),
+        (
+            'data.train.params.patch_config.strid',
+            '3',
+            r"'data.train.params.patch_config.strid'; did you mean "
+            r"'data.train.params.patch_config.stride'",
+        ),
+        ('data.test.params.image_dri', 'x', r"'data.test.params.image_dri'; did you mean 'data.test.params.image_dir'"),
+        ('data.tset.type', 'x', r"'data.tset'; did you mean 'data.test'\?"),
+        ('model.typ', 'FactSeg', r"'model.typ'; did you mean 'model.type'\?"),
+        ('test.batch_size', '1', r"unknown config key 'test.batch_size' \(valid keys here: none\)"),
+    ],
+)
 def test_every_section_is_strict(key, value, message):
     from simplecv.core.config_check import check_training_config
 
@@ -126,21 +166,28 @@ def test_official_configs_pass_and_declare_their_unused_keys():
     official = import_config('isaid.factseg')
     check_training_config(official)
     declared = {key: value for key, value, _ in declared_unused(official)}
-    assert declared == {'train.distributed': True, 'train.sync_bn': False, 'train.summary_grads': False,
-                        'train.summary_weights': False}
+    assert declared == {
+        'train.distributed': True,
+        'train.sync_bn': False,
+        'train.summary_grads': False,
+        'train.summary_weights': False,
+    }
     demo = import_config('isaid.factseg_demo')
     check_training_config(demo)
     assert declared_unused(demo) == []
 
 
-@pytest.mark.parametrize('key, value, message', [
-    ('train.eval_interval_iter', '-1', r'train.eval_interval_iter must be an int >= 0, got -1'),
-    ('train.eval_per_epoch', "'yes'", r"train.eval_per_epoch must be True or False, got 'yes'"),
-    ('train.forward_times', '2', 'only 1'),
-    ('train.summary_grads', 'True', 'gradient histograms'),
-    ('train.iterator_type', 'prefetch', "only SimpleCV's 'normal' iterator"),
-    ('train.num_epochs', '3', 'set train.num_iters'),
-])
+@pytest.mark.parametrize(
+    'key, value, message',
+    [
+        ('train.eval_interval_iter', '-1', r'train.eval_interval_iter must be an int >= 0, got -1'),
+        ('train.eval_per_epoch', "'yes'", r"train.eval_per_epoch must be True or False, got 'yes'"),
+        ('train.forward_times', '2', 'only 1'),
+        ('train.summary_grads', 'True', 'gradient histograms'),
+        ('train.iterator_type', 'prefetch', "only SimpleCV's 'normal' iterator"),
+        ('train.num_epochs', '3', 'set train.num_iters'),
+    ],
+)
 def test_behaviour_changing_official_keys_are_refused_not_ignored(key, value, message):
     from simplecv.core.config_check import check_training_config
 

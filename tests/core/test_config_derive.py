@@ -1,4 +1,5 @@
 """Derived configs: ``derive`` and the demo config derived from the official one."""
+
 import pytest
 
 from data.isaid import RemoveColorMap
@@ -7,30 +8,66 @@ from simplecv.core.config import AttrDict, Replace, derive, import_config
 from simplecv.core.errors import ConfigError
 
 NORMALIZE = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
-DEMO_BRANCH = dict(fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=64),
-                   assymetric_decoder=dict(in_channels=64, out_channels=32, in_feat_output_strides=(4, 8, 16, 32),
-                                           out_feat_output_stride=4),
-                   out_channels=32)
+DEMO_BRANCH = dict(
+    fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=64),
+    assymetric_decoder=dict(
+        in_channels=64, out_channels=32, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
+    ),
+    out_channels=32,
+)
 # configs/isaid/factseg_demo.py as it was written out in full before it was derived from isaid.factseg.
 DEMO_BEFORE_DERIVE = dict(
-    model=dict(type='FactSeg', params=dict(
-        resnet_encoder=dict(resnet_type='resnet18', include_conv5=True, batchnorm_trainable=True, pretrained=False,
-                            freeze_at=0, output_stride=32),
-        foreground=DEMO_BRANCH, binary=DEMO_BRANCH,
-        loss=dict(joint_loss=dict(sample='SOM', ratio=0.1, ignore_index=255)),
-        num_classes=16)),
-    data=dict(train=dict(type='ISAIDSegmmDataLoader', params=dict(
-        image_dir='./demo_data/train/images', mask_dir='./demo_data/train/masks',
-        patch_config=dict(patch_size=128, stride=128),
-        transforms=[RemoveColorMap(), segm.RandomHorizontalFlip(0.5), segm.RandomVerticalFlip(0.5),
-                    segm.RandomRotate90K((0, 1, 2, 3)), segm.FixedPad((128, 128), 255), segm.ToTensor(True),
-                    comm.THMeanStdNormalize(*NORMALIZE)],
-        batch_size=8, num_workers=0, training=True))),
-    optimizer=dict(type='sgd', params=dict(momentum=0.9, weight_decay=0.0001),
-                   grad_clip=dict(max_norm=35, norm_type=2)),
+    model=dict(
+        type='FactSeg',
+        params=dict(
+            resnet_encoder=dict(
+                resnet_type='resnet18',
+                include_conv5=True,
+                batchnorm_trainable=True,
+                pretrained=False,
+                freeze_at=0,
+                output_stride=32,
+            ),
+            foreground=DEMO_BRANCH,
+            binary=DEMO_BRANCH,
+            loss=dict(joint_loss=dict(sample='SOM', ratio=0.1, ignore_index=255)),
+            num_classes=16,
+        ),
+    ),
+    data=dict(
+        train=dict(
+            type='ISAIDSegmmDataLoader',
+            params=dict(
+                image_dir='./demo_data/train/images',
+                mask_dir='./demo_data/train/masks',
+                patch_config=dict(patch_size=128, stride=128),
+                transforms=[
+                    RemoveColorMap(),
+                    segm.RandomHorizontalFlip(0.5),
+                    segm.RandomVerticalFlip(0.5),
+                    segm.RandomRotate90K((0, 1, 2, 3)),
+                    segm.FixedPad((128, 128), 255),
+                    segm.ToTensor(True),
+                    comm.THMeanStdNormalize(*NORMALIZE),
+                ],
+                batch_size=8,
+                num_workers=0,
+                training=True,
+            ),
+        )
+    ),
+    optimizer=dict(
+        type='sgd', params=dict(momentum=0.9, weight_decay=0.0001), grad_clip=dict(max_norm=35, norm_type=2)
+    ),
     learning_rate=dict(type='poly', params=dict(base_lr=0.03, power=0.9, max_iters=300)),
-    train=dict(forward_times=1, num_iters=300, apex_sync_bn=True, log_interval_step=10,
-               tensorboard_interval_step=10, save_ckpt_interval_iter=100),
+    train=dict(
+        forward_times=1,
+        num_iters=300,
+        apex_sync_bn=True,
+        log_interval_step=10,
+        tensorboard_interval_step=10,
+        save_ckpt_interval_iter=100,
+    ),
     test=dict(),
 )
 # What the demo gains by deriving: official keys at the model's default values, data.test and its
@@ -40,12 +77,23 @@ DEMO_ADDED = {
     'model.params.resnet_encoder.with_cp': (False, False, False, False),
     'model.params.resnet_encoder.stem3_3x3': False,
     'model.params.fbattention': dict(atttention=False, encode_channel=128),
-    'data.test': dict(type='ISAIDSegmmDataLoader', params=dict(
-        image_dir='./demo_data/val/images', mask_dir='./demo_data/val/masks',
-        patch_config=dict(patch_size=256, stride=128),
-        transforms=[RemoveColorMap(), segm.DivisiblePad(32, 255), segm.ToTensor(True),
-                    comm.THMeanStdNormalize(*NORMALIZE)],
-        batch_size=1, num_workers=0, training=False)),
+    'data.test': dict(
+        type='ISAIDSegmmDataLoader',
+        params=dict(
+            image_dir='./demo_data/val/images',
+            mask_dir='./demo_data/val/masks',
+            patch_config=dict(patch_size=256, stride=128),
+            transforms=[
+                RemoveColorMap(),
+                segm.DivisiblePad(32, 255),
+                segm.ToTensor(True),
+                comm.THMeanStdNormalize(*NORMALIZE),
+            ],
+            batch_size=1,
+            num_workers=0,
+            training=False,
+        ),
+    ),
 }
 
 
@@ -103,14 +151,23 @@ def test_derive_merges_nested_values_and_leaves_the_base_alone():
     assert derived.a.c.e == 30 and derived.a is not base.a
 
 
-@pytest.mark.parametrize('overrides, path, closest', [
-    (dict(trian=dict(num_iters=1)), 'trian', 'train'),
-    (dict(train=dict(num_iterz=1)), 'train.num_iterz', 'train.num_iters'),
-    (dict(model=dict(params=dict(resnet_encoder=Replace(dict()), num_clases=3))), 'model.params.num_clases',
-     'model.params.num_classes'),
-])
+@pytest.mark.parametrize(
+    'overrides, path, closest',
+    [
+        (dict(trian=dict(num_iters=1)), 'trian', 'train'),
+        (dict(train=dict(num_iterz=1)), 'train.num_iterz', 'train.num_iters'),
+        (
+            dict(model=dict(params=dict(resnet_encoder=Replace(dict()), num_clases=3))),
+            'model.params.num_clases',
+            'model.params.num_classes',
+        ),
+    ],
+)
 def test_derive_rejects_keys_the_base_does_not_have(overrides, path, closest):
     base = import_config('isaid.factseg')
-    with pytest.raises(ConfigError, match=r"unknown config key '%s'; did you mean '%s'\?.*derived config"
-                       % (path.replace('.', r'\.'), closest.replace('.', r'\.'))):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown config key '%s'; did you mean '%s'\?.*derived config"
+        % (path.replace('.', r'\.'), closest.replace('.', r'\.')),
+    ):
         derive(base, overrides)

@@ -5,12 +5,22 @@ import pytest
 from simplecv.api.infer_tool import build_and_load_from_file, build_from_file
 from simplecv.core.errors import CheckpointError, ConfigError
 
-TINY = ['model.params.resnet_encoder.resnet_type', 'resnet18',
-        'model.params.foreground.fpn.in_channels_list', '[64, 128, 256, 512]',
-        'model.params.binary.fpn.in_channels_list', '[64, 128, 256, 512]',
-        'model.params.foreground.fpn.out_channels', '32', 'model.params.binary.fpn.out_channels', '32',
-        'model.params.foreground.assymetric_decoder.in_channels', '32',
-        'model.params.binary.assymetric_decoder.in_channels', '32']
+TINY = [
+    'model.params.resnet_encoder.resnet_type',
+    'resnet18',
+    'model.params.foreground.fpn.in_channels_list',
+    '[64, 128, 256, 512]',
+    'model.params.binary.fpn.in_channels_list',
+    '[64, 128, 256, 512]',
+    'model.params.foreground.fpn.out_channels',
+    '32',
+    'model.params.binary.fpn.out_channels',
+    '32',
+    'model.params.foreground.assymetric_decoder.in_channels',
+    '32',
+    'model.params.binary.assymetric_decoder.in_channels',
+    '32',
+]
 
 
 def test_build_from_file_needs_no_backbone_file_and_is_in_eval_mode():

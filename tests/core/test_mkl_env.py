@@ -1,4 +1,5 @@
 """MKL_DEBUG_CPU_TYPE is set on AMD CPUs only, never over the user's value, and before Paddle runs."""
+
 import os
 import subprocess
 import sys
@@ -31,12 +32,15 @@ def test_user_value_wins_even_when_empty():
 def _entry_point_environment(extra):
     env = {k: v for k, v in os.environ.items() if k != 'MKL_DEBUG_CPU_TYPE'}
     env.update(extra)
-    code = ('import runpy, sys, os; sys.argv = ["apex_train.py", "--help"]\n'
-            'try:\n    runpy.run_path("apex_train.py", run_name="__main__")\n'
-            'except SystemExit:\n    pass\n'
-            'sys.stderr.write("MKL=%r" % os.environ.get("MKL_DEBUG_CPU_TYPE"))')
-    done = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        'import runpy, sys, os; sys.argv = ["apex_train.py", "--help"]\n'
+        'try:\n    runpy.run_path("apex_train.py", run_name="__main__")\n'
+        'except SystemExit:\n    pass\n'
+        'sys.stderr.write("MKL=%r" % os.environ.get("MKL_DEBUG_CPU_TYPE"))'
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return done.stderr.rsplit('MKL=', 1)[1]
 

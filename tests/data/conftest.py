@@ -1,4 +1,5 @@
 """Fixtures for the data tests: a tiny synthetic iSAID split and PNG writers."""
+
 import logging
 import os
 

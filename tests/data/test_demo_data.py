@@ -22,10 +22,14 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
     for name, seed in (('a', 0), ('b', 0), ('c', 1)):
         demo.generate_demo_dataset(str(tmp_path / name), num_train=2, num_val=1, size=(96, 128), seed=seed)
     a, b, c = (_read_all(str(tmp_path / n)) for n in 'abc')
-    assert sorted(a) == ['train/images/demo_train_0000.png', 'train/images/demo_train_0001.png',
-                         'train/masks/demo_train_0000' + COLOR_MASK_SUFFIX,
-                         'train/masks/demo_train_0001' + COLOR_MASK_SUFFIX,
-                         'val/images/demo_val_0000.png', 'val/masks/demo_val_0000' + COLOR_MASK_SUFFIX]
+    assert sorted(a) == [
+        'train/images/demo_train_0000.png',
+        'train/images/demo_train_0001.png',
+        'train/masks/demo_train_0000' + COLOR_MASK_SUFFIX,
+        'train/masks/demo_train_0001' + COLOR_MASK_SUFFIX,
+        'val/images/demo_val_0000.png',
+        'val/masks/demo_val_0000' + COLOR_MASK_SUFFIX,
+    ]
     assert a == b
     assert all(a[k] != c[k] for k in a if '/images/' in k)
 

@@ -3,6 +3,7 @@
 Scenarios with worker processes run in a fresh interpreter: forking while another test's threads
 hold Paddle's locks can deadlock the new worker (the hazard ``test_isaid_dataset`` avoids too).
 """
+
 import multiprocessing
 import os
 import signal
@@ -44,8 +45,9 @@ class Samples(paddle.io.Dataset):
 
 
 def loader(dataset, num_workers):
-    return paddle.io.DataLoader(CaptureErrors(dataset), batch_size=2, num_workers=num_workers,
-                                collate_fn=collate_or_fail(stack))
+    return paddle.io.DataLoader(
+        CaptureErrors(dataset), batch_size=2, num_workers=num_workers, collate_fn=collate_or_fail(stack)
+    )
 
 
 def batches_until_error(dataset, num_workers):
@@ -110,8 +112,9 @@ def check_left_mid_epoch(num_workers):
 def in_fresh_interpreter(name, *args):
     code = 'import sys; sys.path.insert(0, %r); import test_fail_fast; test_fail_fast.%s(*%r)' % (HERE, name, args)
     env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=REPO_ROOT)
-    result = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, '-c', code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -126,9 +129,11 @@ def test_with_worker_processes_too():
 def test_a_killed_worker_process_is_reported_not_waited_for():
     in_fresh_interpreter('check_killed_worker')
     # Paddle's three wordings are recognised, and nothing else.
-    for message in ('(Fatal) Blocking queue is killed because the data reader raises an exception.',
-                    'DataLoader process (pid 12) exited unexpectedly with code 1. Error detailed are lost',
-                    'DataLoader process (pid 12) exited is killed by signal: Killed.'):
+    for message in (
+        '(Fatal) Blocking queue is killed because the data reader raises an exception.',
+        'DataLoader process (pid 12) exited unexpectedly with code 1. Error detailed are lost',
+        'DataLoader process (pid 12) exited is killed by signal: Killed.',
+    ):
         assert isinstance(worker_death_error(SystemError(message)), DataError)
     assert worker_death_error(ValueError('the process exited unexpectedly')) is None
 
@@ -156,7 +161,8 @@ def test_an_unexpected_exception_in_an_isaid_transform_names_the_files(demo_spli
     image_path, mask_path = dataset.files[int(dataset.windows[4][0])]
     assert failure.kind == 'DataError' and failure.message == (
         'reading window (%d, %d, %d, %d) of %s (mask %s) failed with ZeroDivisionError: division by zero (the '
-        'traceback is in the log above)' % (x1, y1, x2, y2, image_path, mask_path))
+        'traceback is in the log above)' % (x1, y1, x2, y2, image_path, mask_path)
+    )
 
 
 def test_capture_errors_passes_good_samples_and_attributes_through():

@@ -33,13 +33,16 @@ def _mask_with(colors):
     return np.asarray(colors, dtype=np.uint8).reshape(1, -1, 3)
 
 
-@pytest.mark.parametrize('unknown, match, expected', [
-    # (189, 0, 0) collides with ship's hash 189; (5, 5, 5) hashes to 30, matching nothing.
-    ('ignore', 'exact', [1, 255, 255]),
-    ('background', 'exact', [1, 0, 0]),
-    ('background', 'hash', [1, 1, 0]),  # the official behaviour
-    ('ignore', 'hash', [1, 1, 255]),
-])
+@pytest.mark.parametrize(
+    'unknown, match, expected',
+    [
+        # (189, 0, 0) collides with ship's hash 189; (5, 5, 5) hashes to 30, matching nothing.
+        ('ignore', 'exact', [1, 255, 255]),
+        ('background', 'exact', [1, 0, 0]),
+        ('background', 'hash', [1, 1, 0]),  # the official behaviour
+        ('ignore', 'hash', [1, 1, 255]),
+    ],
+)
 def test_unknown_colours_in_every_mode(unknown, match, expected):
     mask = _mask_with([(0, 0, 63), (189, 0, 0), (5, 5, 5)])
     label, count, examples = RemoveColorMap(unknown=unknown, match=match).decode(mask)

@@ -28,9 +28,15 @@ PATCH = dict(patch_size=64, stride=48)
 
 
 def _train_transforms(size=64, decoder=None):
-    return [decoder or RemoveColorMap(), segm.RandomHorizontalFlip(0.5), segm.RandomVerticalFlip(0.5),
-            segm.RandomRotate90K((0, 1, 2, 3)), segm.FixedPad((size, size), 255), segm.ToTensor(True),
-            comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return [
+        decoder or RemoveColorMap(),
+        segm.RandomHorizontalFlip(0.5),
+        segm.RandomVerticalFlip(0.5),
+        segm.RandomRotate90K((0, 1, 2, 3)),
+        segm.FixedPad((size, size), 255),
+        segm.ToTensor(True),
+        comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
 
 
 def _files(image_dir):
@@ -45,8 +51,8 @@ def test_index_is_all_windows_of_sorted_images(demo_split):
     assert [os.path.basename(m) for _, m in dataset.files] == [n[:-4] + COLOR_MASK_SUFFIX for n in names]
     per_image = sliding_window((160, 200), (64, 64), 48)
     assert len(dataset) == 2 * len(per_image)
-    np.testing.assert_array_equal(dataset.windows[:len(per_image), 1:], per_image)
-    assert (dataset.windows[len(per_image):, 0] == 1).all()
+    np.testing.assert_array_equal(dataset.windows[: len(per_image), 1:], per_image)
+    assert (dataset.windows[len(per_image) :, 0] == 1).all()
 
 
 def test_read_crops_the_files_and_decodes_colours(demo_split):
@@ -101,8 +107,9 @@ def test_augmented_item_matches_the_raw_patch_under_its_transform(demo_split):
     raw_image, raw_label = dataset.read(2)
     _, target = dataset[(2, 7)]
     random.seed(7)
-    expected = comm.Compose([segm.RandomHorizontalFlip(0.5), segm.RandomVerticalFlip(0.5),
-                             segm.RandomRotate90K((0, 1, 2, 3))])(raw_image, raw_label)[1]
+    expected = comm.Compose(
+        [segm.RandomHorizontalFlip(0.5), segm.RandomVerticalFlip(0.5), segm.RandomRotate90K((0, 1, 2, 3))]
+    )(raw_image, raw_label)[1]
     np.testing.assert_array_equal(target['cls'], expected)
 
 
@@ -110,7 +117,7 @@ def _write_label_variant(mask_dir, out_dir, suffix, mode):
     os.makedirs(out_dir, exist_ok=True)
     for name in os.listdir(mask_dir):
         label = decode_color_mask(np.asarray(Image.open(os.path.join(mask_dir, name))))
-        stem = name[:-len(COLOR_MASK_SUFFIX)]
+        stem = name[: -len(COLOR_MASK_SUFFIX)]
         image = Image.fromarray(label)
         if mode == 'P':
             image = image.convert('P')
@@ -145,15 +152,20 @@ def test_unknown_colours_are_logged_once_per_file(tmp_path, write_pair, data_war
     assert 'P0001_instance_color_RGB.png' in data_warnings[0] and '25 pixels' in data_warnings[0]
     assert '(189, 0, 0)' in data_warnings[0] and 'ignore' in data_warnings[0]
     assert labels[0][0, 0] == 255
-    official = ISAIDSegmmDataset(image_dir, mask_dir, dict(patch_size=32, stride=16),
-                                 [RemoveColorMap(unknown='background', match='hash'), segm.ToTensor()])
+    official = ISAIDSegmmDataset(
+        image_dir,
+        mask_dir,
+        dict(patch_size=32, stride=16),
+        [RemoveColorMap(unknown='background', match='hash'), segm.ToTensor()],
+    )
     assert official.read(0)[1][0, 0] == 1  # the hash collision with ship
     assert official.color_decoder.unknown == 'background'
 
 
 def test_image_and_mask_may_share_a_folder(tmp_path, write_pair, write_png):
-    image_dir, mask_dir = write_pair(str(tmp_path), 'P0002', np.zeros((20, 30, 3), np.uint8),
-                                     np.ones((20, 30), np.uint8))
+    image_dir, mask_dir = write_pair(
+        str(tmp_path), 'P0002', np.zeros((20, 30, 3), np.uint8), np.ones((20, 30), np.uint8)
+    )
     os.rename(os.path.join(mask_dir, 'P0002' + COLOR_MASK_SUFFIX), os.path.join(image_dir, 'P0002' + COLOR_MASK_SUFFIX))
     write_png(os.path.join(image_dir, 'P0002_instance_id_RGB.png'), np.zeros((20, 30, 3), np.uint8))
     dataset = ISAIDSegmmDataset(image_dir, image_dir, dict(patch_size=32, stride=16))
@@ -168,8 +180,16 @@ def test_missing_to_tensor_is_reported(demo_split):
 
 def _loader_config(demo_split, **extra):
     image_dir, mask_dir = demo_split
-    config = dict(image_dir=image_dir, mask_dir=mask_dir, patch_config=PATCH, transforms=_train_transforms(),
-                  batch_size=4, num_workers=0, training=True, seed=11)
+    config = dict(
+        image_dir=image_dir,
+        mask_dir=mask_dir,
+        patch_config=PATCH,
+        transforms=_train_transforms(),
+        batch_size=4,
+        num_workers=0,
+        training=True,
+        seed=11,
+    )
     config.update(extra)
     return config
 
@@ -211,28 +231,38 @@ print('same batches')
 def test_loader_batches_do_not_depend_on_worker_count(demo_split):
     # A fresh interpreter, so that no thread of another test is running when workers are forked.
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, '-c', _WORKER_CHECK, *demo_split], cwd=root, capture_output=True,
-                            text=True, timeout=120, env=dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1'))
+    result = subprocess.run(
+        [sys.executable, '-c', _WORKER_CHECK, *demo_split],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1'),
+    )
     assert result.returncode == 0 and 'same batches' in result.stdout, result.stderr[-3000:]
 
 
 def test_eval_loader_keeps_window_order(demo_split):
-    loader = ISAIDSegmmDataLoader(_loader_config(demo_split, training=False, batch_size=1,
-                                                 transforms=[RemoveColorMap(), segm.ToTensor(True)]))
+    loader = ISAIDSegmmDataLoader(
+        _loader_config(demo_split, training=False, batch_size=1, transforms=[RemoveColorMap(), segm.ToTensor(True)])
+    )
     labels = [target['cls'].numpy()[0] for _, target in loader]
     assert len(labels) == len(loader.dataset)
     for index in (0, len(labels) - 1):
         np.testing.assert_array_equal(labels[index], loader.dataset.read(index)[1])
 
 
-@pytest.mark.parametrize('extra, match', [
-    (dict(batchsize=2), "did you mean 'ISAIDSegmmDataLoader.params.batch_size'"),
-    (dict(patch_config=dict(patch_size=64, strides=8)), 'patch_config.strides'),
-    (dict(batch_size=0), 'batch_size'),
-    (dict(num_workers=-1), 'num_workers'),
-    (dict(mask_format='rgb'), 'mask_format'),
-    (dict(verify='crc'), 'verify'),
-])
+@pytest.mark.parametrize(
+    'extra, match',
+    [
+        (dict(batchsize=2), "did you mean 'ISAIDSegmmDataLoader.params.batch_size'"),
+        (dict(patch_config=dict(patch_size=64, strides=8)), 'patch_config.strides'),
+        (dict(batch_size=0), 'batch_size'),
+        (dict(num_workers=-1), 'num_workers'),
+        (dict(mask_format='rgb'), 'mask_format'),
+        (dict(verify='crc'), 'verify'),
+    ],
+)
 def test_loader_config_errors(demo_split, extra, match):
     with pytest.raises(ConfigError, match=match):
         ISAIDSegmmDataLoader(_loader_config(demo_split, **extra))
@@ -242,7 +272,7 @@ def test_official_config_builds_with_other_folders(demo_split):
     params = import_config('isaid.factseg').data.train.params
     params.update(dict(image_dir=demo_split[0], mask_dir=demo_split[1], batch_size=2, num_workers=0))
     loader = DATALOADER[import_config('isaid.factseg').data.train.type](params)
-    (image, target), = list(loader)
+    ((image, target),) = list(loader)
     # Official transforms: the 160x200 images are single windows padded to 896.
     assert image.shape == [2, 3, 896, 896] and target['cls'].shape == [2, 896, 896]
     assert (target['cls'].numpy()[:, 200:] == 255).all()

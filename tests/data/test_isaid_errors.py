@@ -2,6 +2,7 @@
 
 The checks shared with evaluation and inference are tested once for the three in tests/io/test_same_errors.py.
 """
+
 import os
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_empty_image_folder(tmp_path):
 
 def _corrupt_middle(path):
     data = bytearray(open(path, 'rb').read())
-    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
     open(path, 'wb').write(bytes(data))
 
 

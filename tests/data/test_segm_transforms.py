@@ -22,13 +22,16 @@ def _assert_aligned(image, mask):
     np.testing.assert_array_equal(mask, image[..., 0].astype(int) * W + image[..., 1])
 
 
-@pytest.mark.parametrize('transform, reference', [
-    (segm.RandomHorizontalFlip(1.0), lambda a: a[:, ::-1]),
-    (segm.RandomVerticalFlip(1.0), lambda a: a[::-1]),
-    (segm.RandomRotate90K((1,)), lambda a: np.rot90(a, 1)),
-    (segm.RandomRotate90K((2,)), lambda a: np.rot90(a, 2)),
-    (segm.RandomRotate90K((3,)), lambda a: np.rot90(a, 3)),
-])
+@pytest.mark.parametrize(
+    'transform, reference',
+    [
+        (segm.RandomHorizontalFlip(1.0), lambda a: a[:, ::-1]),
+        (segm.RandomVerticalFlip(1.0), lambda a: a[::-1]),
+        (segm.RandomRotate90K((1,)), lambda a: np.rot90(a, 1)),
+        (segm.RandomRotate90K((2,)), lambda a: np.rot90(a, 2)),
+        (segm.RandomRotate90K((3,)), lambda a: np.rot90(a, 3)),
+    ],
+)
 def test_geometric_transforms_keep_image_and_mask_aligned(transform, reference):
     image, mask = _coordinate_pair()
     out_image, out_mask = transform(image, mask)
@@ -50,15 +53,19 @@ def test_rotation_is_counter_clockwise_like_pil_expand(k):
 
 def test_flips_match_pil():
     _, mask = _coordinate_pair()
-    np.testing.assert_array_equal(segm.RandomHorizontalFlip(1.0)(mask, mask)[1],
-                                  np.asarray(Image.fromarray(mask).transpose(Image.FLIP_LEFT_RIGHT)))
-    np.testing.assert_array_equal(segm.RandomVerticalFlip(1.0)(mask, mask)[1],
-                                  np.asarray(Image.fromarray(mask).transpose(Image.FLIP_TOP_BOTTOM)))
+    np.testing.assert_array_equal(
+        segm.RandomHorizontalFlip(1.0)(mask, mask)[1],
+        np.asarray(Image.fromarray(mask).transpose(Image.FLIP_LEFT_RIGHT)),
+    )
+    np.testing.assert_array_equal(
+        segm.RandomVerticalFlip(1.0)(mask, mask)[1], np.asarray(Image.fromarray(mask).transpose(Image.FLIP_TOP_BOTTOM))
+    )
 
 
 def test_random_chain_keeps_alignment_for_many_seeds():
-    chain = comm.Compose([segm.RandomHorizontalFlip(0.5), segm.RandomVerticalFlip(0.5),
-                          segm.RandomRotate90K((0, 1, 2, 3))])
+    chain = comm.Compose(
+        [segm.RandomHorizontalFlip(0.5), segm.RandomVerticalFlip(0.5), segm.RandomRotate90K((0, 1, 2, 3))]
+    )
     seen = set()
     for seed in range(40):
         random.seed(seed)
@@ -71,7 +78,7 @@ def test_random_chain_keeps_alignment_for_many_seeds():
 def test_probability_zero_never_flips():
     image, mask = _coordinate_pair()
     for _ in range(10):
-        out_image, out_mask = segm.RandomHorizontalFlip(0.)(image, mask)
+        out_image, out_mask = segm.RandomHorizontalFlip(0.0)(image, mask)
         np.testing.assert_array_equal(out_mask, mask)
 
 
@@ -100,8 +107,9 @@ def test_fixed_pad_refuses_larger_input():
 
 def test_padding_becomes_minus_mean_over_std_after_normalisation():
     image, mask = _coordinate_pair()
-    chain = comm.Compose([segm.FixedPad((8, 12), 255), segm.ToTensor(True),
-                          comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD)])
+    chain = comm.Compose(
+        [segm.FixedPad((8, 12), 255), segm.ToTensor(True), comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
     out_image, out_mask = chain(image, mask)
     expected = -np.asarray(IMAGENET_MEAN, np.float32) / np.asarray(IMAGENET_STD, np.float32)
     np.testing.assert_allclose(out_image[:, 7, 11], expected, rtol=1e-6)
@@ -115,8 +123,8 @@ def test_divisible_pad(shape, expected):
     mask = np.ones(shape, np.uint8)
     out_image, out_mask = segm.DivisiblePad(32, 255)(image, mask)
     assert out_image.shape[:2] == expected and out_mask.shape == expected
-    assert (out_image[:shape[0], :shape[1]] == 9).all() and (out_mask[:shape[0], :shape[1]] == 1).all()
-    assert out_image[shape[0]:].sum() == 0 and (out_mask[shape[0]:] == 255).all()
+    assert (out_image[: shape[0], : shape[1]] == 9).all() and (out_mask[: shape[0], : shape[1]] == 1).all()
+    assert out_image[shape[0] :].sum() == 0 and (out_mask[shape[0] :] == 255).all()
 
 
 def test_to_tensor_layout_range_and_dtypes():
@@ -127,7 +135,7 @@ def test_to_tensor_layout_range_and_dtypes():
     assert out_mask.dtype == np.int64
     np.testing.assert_array_equal(out_mask, mask)
     scaled = segm.ToTensor()(image)
-    np.testing.assert_allclose(scaled, image.transpose(2, 0, 1) / np.float32(255.), rtol=0)
+    np.testing.assert_allclose(scaled, image.transpose(2, 0, 1) / np.float32(255.0), rtol=0)
 
 
 def test_normalize_is_float32_subtract_then_divide():

@@ -28,7 +28,7 @@ def test_onednn_fast_path_matches_dygraph_and_keeps_the_model_dygraph(tiny_facts
 @needs_onednn
 def test_fast_path_falls_back_to_dygraph_with_a_warning_when_the_check_fails(tiny_factseg, random_image, factseg_log):
     image = random_image(64, 64)
-    fast = OneDNNForward(tiny_factseg, atol=-1.0)   # no difference can pass
+    fast = OneDNNForward(tiny_factseg, atol=-1.0)  # no difference can pass
     labels, probs = SlidingWindowPredictor(fast, 64, 32).predict(image, with_probabilities=True)
     assert fast.fallback is fast.dygraph and 'oneDNN fast path disabled' in factseg_log.text
     reference_probs, _ = predict_per_window(DygraphForward(tiny_factseg), image, (64, 64), 32)
@@ -39,7 +39,7 @@ def test_fast_path_falls_back_to_dygraph_with_a_warning_when_the_check_fails(tin
 def test_fast_path_falls_back_when_export_fails(random_image, factseg_log):
     class Unexportable(paddle.nn.Layer):
         def forward(self, x):
-            values = np.tile(x.numpy(), (1, 6, 1, 1))[:, :16]   # NumPy inside forward: not traceable
+            values = np.tile(x.numpy(), (1, 6, 1, 1))[:, :16]  # NumPy inside forward: not traceable
             return paddle.nn.functional.softmax(paddle.to_tensor(values), axis=1)
 
     fast = OneDNNForward(Unexportable())

@@ -20,7 +20,7 @@ from tests.eval.conftest import TINY_OPTS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PALETTE = np.asarray(COLOR_MAP, dtype=np.uint8)
-SIZES = {'a': (70, 90), 'b': (40, 50)}   # b is smaller than a patch and not a multiple of 32
+SIZES = {'a': (70, 90), 'b': (40, 50)}  # b is smaller than a patch and not a multiple of 32
 
 
 @pytest.fixture(scope='module')
@@ -54,8 +54,20 @@ def checkpoints(tmp_path_factory):
 
 
 def _args(dataset, ckpt, *extra, mask='masks', backend='dygraph'):
-    args = ['--config_path', 'isaid.factseg', '--ckpt_path', str(ckpt), '--image_dir', str(dataset / 'images'),
-            '--patch_size', '64', '--stride', '32', '--backend', backend]
+    args = [
+        '--config_path',
+        'isaid.factseg',
+        '--ckpt_path',
+        str(ckpt),
+        '--image_dir',
+        str(dataset / 'images'),
+        '--patch_size',
+        '64',
+        '--stride',
+        '32',
+        '--backend',
+        backend,
+    ]
     if mask:
         args += ['--mask_dir', str(dataset / mask)] + (['--mask_format', 'label'] if mask == 'labels' else [])
     return args + list(extra) + TINY_OPTS
@@ -73,17 +85,34 @@ def _expected_matrix(dataset, ckpt, mask_folder='labels'):
 
 def test_several_checkpoints_are_scored_and_the_best_is_reported(dataset, checkpoints, tmp_path):
     log_dir, vis_dir = tmp_path / 'log', tmp_path / 'vis'
-    results = isaid_eval.main(_args(dataset, checkpoints, '--log_dir', str(log_dir), '--vis_dir', str(vis_dir),
-                                    '--batch_size', '3', mask='labels') + [])
+    results = isaid_eval.main(
+        _args(
+            dataset,
+            checkpoints,
+            '--log_dir',
+            str(log_dir),
+            '--vis_dir',
+            str(vis_dir),
+            '--batch_size',
+            '3',
+            mask='labels',
+        )
+        + []
+    )
     assert [r['global_step'] for r in results] == [100, 200]
     for result in results:
         np.testing.assert_array_equal(result['confusion_matrix'], _expected_matrix(dataset, result['checkpoint']))
     summary = json.loads((log_dir / 'eval_summary.json').read_text())
     best = max(results, key=lambda r: r['miou'])
     assert summary['best'] == best['checkpoint'] and best['global_step'] == 200
-    assert best['iou']['background'] == pytest.approx(best['confusion_matrix'][0][0] / (
-        np.sum(best['confusion_matrix'], 0)[0] + np.sum(best['confusion_matrix'], 1)[0]
-        - best['confusion_matrix'][0][0]))
+    assert best['iou']['background'] == pytest.approx(
+        best['confusion_matrix'][0][0]
+        / (
+            np.sum(best['confusion_matrix'], 0)[0]
+            + np.sum(best['confusion_matrix'], 1)[0]
+            - best['confusion_matrix'][0][0]
+        )
+    )
     text = (log_dir / 'eval_model-200.txt').read_text()
     assert 'storage_tank' in text and 'mIoU (16 classes)' in text and 'mIoU foreground (15 classes)' in text
     saved = json.loads((log_dir / 'eval_model-200.json').read_text())
@@ -121,12 +150,36 @@ def test_geotiff_predictions_keep_georeference(checkpoints, tmp_path):
     os.makedirs(tmp_path / 'tifs')
     transform = from_origin(300000, 5000000, 0.5, 0.5)
     pixels = np.random.RandomState(5).randint(0, 256, (3, 70, 100)).astype(np.uint8)
-    with rasterio.open(tmp_path / 'tifs' / 'scene.tif', 'w', driver='GTiff', height=70, width=100, count=3,
-                       dtype='uint8', crs='EPSG:4326', transform=transform) as dst:
+    with rasterio.open(
+        tmp_path / 'tifs' / 'scene.tif',
+        'w',
+        driver='GTiff',
+        height=70,
+        width=100,
+        count=3,
+        dtype='uint8',
+        crs='EPSG:4326',
+        transform=transform,
+    ) as dst:
         dst.write(pixels)
-    args = ['--config_path', 'isaid.factseg', '--ckpt_path', str(checkpoints / 'model-100.pdparams'),
-            '--image_dir', str(tmp_path / 'tifs'), '--vis_dir', str(tmp_path / 'out'), '--patch_size', '64',
-            '--stride', '32', '--backend', 'dygraph', '--batch_size', '2'] + TINY_OPTS
+    args = [
+        '--config_path',
+        'isaid.factseg',
+        '--ckpt_path',
+        str(checkpoints / 'model-100.pdparams'),
+        '--image_dir',
+        str(tmp_path / 'tifs'),
+        '--vis_dir',
+        str(tmp_path / 'out'),
+        '--patch_size',
+        '64',
+        '--stride',
+        '32',
+        '--backend',
+        'dygraph',
+        '--batch_size',
+        '2',
+    ] + TINY_OPTS
     isaid_eval.main(args)
     model, _ = build_and_load_from_file('isaid.factseg', str(checkpoints / 'model-100.pdparams'), TINY_OPTS)
     _, expected = predict_per_window(DygraphForward(model), pixels.transpose(1, 2, 0), (64, 64), 32)
@@ -135,11 +188,13 @@ def test_geotiff_predictions_keep_georeference(checkpoints, tmp_path):
         np.testing.assert_array_equal(result.read(1), expected)
     # a GeoTIFF label mask is read band by band too
     truth = np.random.RandomState(6).randint(0, 16, (1, 70, 100)).astype(np.uint8)
-    with rasterio.open(tmp_path / 'tifs' / 'scene_label.tif', 'w', driver='GTiff', height=70, width=100, count=1,
-                       dtype='uint8') as dst:
+    with rasterio.open(
+        tmp_path / 'tifs' / 'scene_label.tif', 'w', driver='GTiff', height=70, width=100, count=1, dtype='uint8'
+    ) as dst:
         dst.write(truth)
-    result = isaid_eval.main(args[:-len(TINY_OPTS)] + ['--mask_dir', str(tmp_path / 'tifs'), '--mask_format', 'label']
-                             + TINY_OPTS)[0]
+    result = isaid_eval.main(
+        args[: -len(TINY_OPTS)] + ['--mask_dir', str(tmp_path / 'tifs'), '--mask_format', 'label'] + TINY_OPTS
+    )[0]
     metric = MeanIoU(16)
     metric.update(truth[0], expected)
     np.testing.assert_array_equal(result['confusion_matrix'], metric.matrix)
@@ -174,21 +229,38 @@ def test_checkpoint_with_missing_keys_names_them(dataset, checkpoints, tmp_path)
         isaid_eval.main(_args(dataset, tmp_path / 'partial.pdparams'))
 
 
-@pytest.mark.parametrize('extra, message', [
-    (['--stride', '100'], '--stride must be in 1..--patch_size'),
-    (['--batch_size', '0'], '--batch_size must be at least 1'),
-    (['--amp', 'fp8'], 'invalid choice'),
-])
+@pytest.mark.parametrize(
+    'extra, message',
+    [
+        (['--stride', '100'], '--stride must be in 1..--patch_size'),
+        (['--batch_size', '0'], '--batch_size must be at least 1'),
+        (['--amp', 'fp8'], 'invalid choice'),
+    ],
+)
 def test_bad_flags_stop_before_any_work(dataset, checkpoints, capsys, extra, message):
     with pytest.raises(SystemExit):
-        isaid_eval.main(_args(dataset, checkpoints)[:-len(TINY_OPTS)] + extra)
+        isaid_eval.main(_args(dataset, checkpoints)[: -len(TINY_OPTS)] + extra)
     assert message in capsys.readouterr().err
 
 
 def test_command_line_error_has_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(REPO, 'isaid_eval.py'), '--config_path', 'isaid.factseg',
-                             '--ckpt_path', str(tmp_path / 'none.pdparams'), '--image_dir', str(tmp_path),
-                             '--vis_dir', str(tmp_path / 'v')], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, 'isaid_eval.py'),
+            '--config_path',
+            'isaid.factseg',
+            '--ckpt_path',
+            str(tmp_path / 'none.pdparams'),
+            '--image_dir',
+            str(tmp_path),
+            '--vis_dir',
+            str(tmp_path / 'v'),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 2
     assert 'isaid_eval.py: error: --ckpt_path: no file matches' in result.stderr and 'Traceback' not in result.stderr
 

@@ -11,9 +11,7 @@ def test_confusion_matrix_matches_hand_count():
     y_true = np.array([[0, 0, 1], [1, 2, 2]])
     y_pred = np.array([[0, 1, 1], [1, 2, 0]])
     # rows ground truth, columns prediction
-    expected = np.array([[1, 1, 0],
-                         [0, 2, 0],
-                         [1, 0, 1]])
+    expected = np.array([[1, 1, 0], [0, 2, 0], [1, 0, 1]])
     matrix = confusion_matrix(y_true, y_pred, 3)
     assert matrix.dtype == np.int64
     np.testing.assert_array_equal(matrix, expected)
@@ -30,11 +28,14 @@ def test_ignore_index_255_is_left_out_not_an_error():
     assert metric.summary().miou == 1.0 and metric.matrix.sum() == 2
 
 
-@pytest.mark.parametrize('y_true, y_pred, match', [
-    (np.array([0, 16]), np.array([0, 0]), r'ground truth holds values \[16\]'),
-    (np.array([0, 1]), np.array([0, 255]), r'prediction holds values \[255\]'),
-    (np.array([0, -1]), np.array([0, 0]), r'ground truth holds values \[-1\]'),
-])
+@pytest.mark.parametrize(
+    'y_true, y_pred, match',
+    [
+        (np.array([0, 16]), np.array([0, 0]), r'ground truth holds values \[16\]'),
+        (np.array([0, 1]), np.array([0, 255]), r'prediction holds values \[255\]'),
+        (np.array([0, -1]), np.array([0, 0]), r'ground truth holds values \[-1\]'),
+    ],
+)
 def test_labels_out_of_range_are_clear_errors(y_true, y_pred, match):
     with pytest.raises(DataError, match=match):
         confusion_matrix(y_true, y_pred, 16)
@@ -63,9 +64,9 @@ def test_miou_includes_background_and_fg_excludes_it_absent_classes_are_nan():
 
 def test_counts_accumulate_over_images_in_int64_without_float32_saturation():
     metric = MeanIoU(2)
-    big = np.zeros(2 ** 24 + 1000, dtype=np.uint8)   # float32 counts would stop at 2**24
+    big = np.zeros(2**24 + 1000, dtype=np.uint8)  # float32 counts would stop at 2**24
     for _ in range(2):
         metric.update(big, big)
-    assert metric.matrix[0, 0] == 2 * (2 ** 24 + 1000)
+    assert metric.matrix[0, 0] == 2 * (2**24 + 1000)
     metric.reset()
     assert metric.matrix.sum() == 0

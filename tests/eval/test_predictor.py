@@ -15,8 +15,10 @@ from simplecv.inference.sliding_window import (
 from simplecv.io.images import ArrayImage
 
 
-@pytest.mark.parametrize('size, patch, stride', [
-    ((150, 230), 64, 40), ((64, 64), 64, 64), ((50, 37), 64, 32), ((97, 300), 96, 50), ((1408, 1408), 896, 512)])
+@pytest.mark.parametrize(
+    'size, patch, stride',
+    [((150, 230), 64, 40), ((64, 64), 64, 64), ((50, 37), 64, 32), ((97, 300), 96, 50), ((1408, 1408), 896, 512)],
+)
 def test_windows_cover_every_pixel_with_the_patch_size(size, patch, stride):
     predictor = SlidingWindowPredictor(None, patch, stride)
     windows = predictor.windows(*size)
@@ -34,8 +36,9 @@ def test_stride_larger_than_patch_is_refused():
 
 
 @pytest.mark.parametrize('size, patch, stride', [((150, 230), 64, 40), ((100, 75), 64, 24), ((50, 37), 64, 32)])
-def test_banded_batched_prediction_equals_the_per_window_reference_bit_for_bit(tiny_factseg, random_image, size,
-                                                                                patch, stride):
+def test_banded_batched_prediction_equals_the_per_window_reference_bit_for_bit(
+    tiny_factseg, random_image, size, patch, stride
+):
     # (100, 75) with stride 24 puts three or more windows over some rows (count 3 divisions);
     # (50, 37) is smaller than a patch and not a multiple of 32 (one padded window).
     image = random_image(*size)
@@ -52,6 +55,7 @@ def test_banded_batched_prediction_equals_the_per_window_reference_bit_for_bit(t
 def test_bands_are_final_rows_in_order(random_image):
     predictor = SlidingWindowPredictor(DygraphForward(_pixel_model()), 32, 16)
     from simplecv.io.images import ArrayImage
+
     bands = list(predictor.predict_bands(ArrayImage(random_image(100, 40))))
     starts = [b[0] for b in bands]
     assert starts[0] == 0 and bands[-1][1] == 100
@@ -67,8 +71,9 @@ def test_shift_equivariant_model_gives_the_full_image_prediction(random_image):
     image = random_image(70, 90)
     predictor = SlidingWindowPredictor(DygraphForward(model), 32, 20, batch_size=4)
     labels, probs = predictor.predict(image, with_probabilities=True)
-    x = (image.transpose(2, 0, 1)[None].astype(np.float32) - np.float32(IMAGENET_MEAN).reshape(1, 3, 1, 1)) \
-        / np.float32(IMAGENET_STD).reshape(1, 3, 1, 1)
+    x = (
+        image.transpose(2, 0, 1)[None].astype(np.float32) - np.float32(IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    ) / np.float32(IMAGENET_STD).reshape(1, 3, 1, 1)
     with paddle.no_grad():
         whole = model(paddle.to_tensor(x)).numpy()[0]
     np.testing.assert_allclose(probs, whole, rtol=0, atol=1e-6)
@@ -87,8 +92,11 @@ def test_tta_of_a_flip_equivariant_model_changes_nothing(random_image):
 @pytest.mark.parametrize('channels', [None, 1, 2, 4])
 def test_greyscale_and_alpha_images_are_converted(random_image, channels):
     rgb = random_image(40, 40)
-    image = rgb[:, :, 0] if channels is None else (
-        np.repeat(rgb[:, :, :1], channels, axis=2) if channels < 3 else np.concatenate([rgb, rgb[:, :, :1]], 2))
+    image = (
+        rgb[:, :, 0]
+        if channels is None
+        else (np.repeat(rgb[:, :, :1], channels, axis=2) if channels < 3 else np.concatenate([rgb, rgb[:, :, :1]], 2))
+    )
     expected = np.repeat(rgb[:, :, :1], 3, axis=2) if channels != 4 else rgb
     predictor = SlidingWindowPredictor(DygraphForward(_pixel_model()), 32, 16)
     np.testing.assert_array_equal(predictor.predict(image), predictor.predict(expected))
@@ -99,20 +107,29 @@ def test_normalization_comes_from_the_test_transforms_of_the_config():
     from simplecv.core.config import import_config
 
     assert normalization_from_config(import_config('isaid.factseg')) == (IMAGENET_MEAN, IMAGENET_STD)
-    config = AttrDict(data=dict(test=dict(params=dict(transforms=[
-        segm.ToTensor(True), comm.THMeanStdNormalize((1, 2, 3), (4, 5, 6))]))))
+    config = AttrDict(
+        data=dict(
+            test=dict(params=dict(transforms=[segm.ToTensor(True), comm.THMeanStdNormalize((1, 2, 3), (4, 5, 6))]))
+        )
+    )
     assert normalization_from_config(config) == ((1, 2, 3), (4, 5, 6))
 
 
-@pytest.mark.parametrize('data, problem', [
-    (dict(), 'is missing'),
-    (dict(train=dict(params=dict(transforms=[]))), 'is missing'),
-    (dict(test=dict(params=dict(transforms=[dict(type='THMeanStdNormalize', mean=(1, 2, 3), std=(1, 1, 1))]))),
-     'holds no THMeanStdNormalize'),
-])
+@pytest.mark.parametrize(
+    'data, problem',
+    [
+        (dict(), 'is missing'),
+        (dict(train=dict(params=dict(transforms=[]))), 'is missing'),
+        (
+            dict(test=dict(params=dict(transforms=[dict(type='THMeanStdNormalize', mean=(1, 2, 3), std=(1, 1, 1))]))),
+            'holds no THMeanStdNormalize',
+        ),
+    ],
+)
 def test_normalization_without_test_transforms_is_a_config_error(data, problem):
-    with pytest.raises(ConfigError, match=r"'data\.test\.params\.transforms' %s; add comm\.THMeanStdNormalize"
-                       % problem):
+    with pytest.raises(
+        ConfigError, match=r"'data\.test\.params\.transforms' %s; add comm\.THMeanStdNormalize" % problem
+    ):
         normalization_from_config(AttrDict(data=data))
 
 
@@ -130,6 +147,7 @@ def test_errors_in_the_reading_thread_reach_the_caller():
 
 def _pixel_model():
     from tests.eval.conftest import PixelModel
+
     return PixelModel()
 
 
@@ -156,13 +174,16 @@ def test_large_images_are_read_in_strips_and_bands_stream_out_before_the_end(ran
     assert len(source.requests) == len(set(predictor.windows(300, 80)[:, 1].tolist()))
 
 
-@pytest.mark.parametrize('size, patch, stride', [
-    ((131, 613), 64, 24),   # rows shared with the next window row (40) outnumber the final ones (24); 3 carry chunks
-    ((64, 300), 64, 40),    # exactly one window row
-    ((40, 700), 64, 48),    # shorter than a window, wide
-    ((300, 45), 64, 64),    # narrower than a window, windows touching without overlap
-    ((97, 301), 96, 50),    # odd sizes, a window that is not a multiple of 32 (padded)
-])
+@pytest.mark.parametrize(
+    'size, patch, stride',
+    [
+        ((131, 613), 64, 24),  # rows shared with the next window row (40) outnumber the final ones (24); 3 carry chunks
+        ((64, 300), 64, 40),  # exactly one window row
+        ((40, 700), 64, 48),  # shorter than a window, wide
+        ((300, 45), 64, 64),  # narrower than a window, windows touching without overlap
+        ((97, 301), 96, 50),  # odd sizes, a window that is not a multiple of 32 (padded)
+    ],
+)
 def test_memory_bounded_sweep_equals_the_full_image_accumulation(tiny_factseg, random_image, size, patch, stride):
     image = random_image(*size, seed=sum(size))
     forward = DygraphForward(tiny_factseg)

@@ -1,4 +1,5 @@
 """The oneDNN program cache: reuse, rebuild on any change of what determines the program, repair."""
+
 import json
 import os
 import shutil
@@ -60,7 +61,7 @@ def test_second_run_uses_the_cached_program_without_export_or_check(tiny_factseg
 
     monkeypatch.setattr(fast_path, 'export_onednn_program', no_export)
     second = OneDNNForward(tiny_factseg, cache_dir=cache_dir)
-    second.dygraph = None   # the check must not run again either
+    second.dygraph = None  # the check must not run again either
     again = second(_batch())
     assert second.fallback is None and second.cache_hits == 1
     np.testing.assert_array_equal(again, out)
@@ -86,7 +87,7 @@ def test_changed_weights_input_size_or_config_build_new_programs(tiny_factseg, c
     finally:
         with paddle.no_grad():
             weight.set_value(saved)
-    forward, _ = _run(tiny_factseg, cache_dir, _batch())   # the original weights: the first entry again
+    forward, _ = _run(tiny_factseg, cache_dir, _batch())  # the original weights: the first entry again
     assert forward.cache_hits == 1 and len(_entries(cache_dir)) == 4
 
 
@@ -114,7 +115,7 @@ def test_corrupt_or_stale_entries_are_detected_and_rebuilt(tiny_factseg, cache_c
     expected = {'params': 'corrupt', 'entry': 'corrupt', 'stale': 'stale', 'missing': 'corrupt'}[damage]
     assert 'entry %s is %s' % (folder, expected) in factseg_log.text
     np.testing.assert_allclose(again, out, atol=1e-5)
-    forward, _ = _run(tiny_factseg, cache_dir, _batch())   # the rebuilt entry is valid
+    forward, _ = _run(tiny_factseg, cache_dir, _batch())  # the rebuilt entry is valid
     assert forward.cache_hits == 1
 
 
@@ -173,10 +174,10 @@ def test_the_model_is_let_go_once_verified_and_rebuilt_when_needed_again(tiny_fa
         return tiny_factseg
 
     forward = OneDNNForward(tiny_factseg, cache_dir=cache_dir, reload=reload)
-    np.testing.assert_array_equal(forward(_batch()), expected)   # cached program: verified at once
+    np.testing.assert_array_equal(forward(_batch()), expected)  # cached program: verified at once
     assert forward.model is None and forward.dygraph is None and not reloads
     np.testing.assert_array_equal(forward(_batch()), expected)
-    out = forward(_batch(96))   # a new shape: exported and checked with the rebuilt model, then let go again
+    out = forward(_batch(96))  # a new shape: exported and checked with the rebuilt model, then let go again
     assert reloads == [1] and forward.fallback is None and forward.model is None
     np.testing.assert_allclose(out, OneDNNForward(tiny_factseg, cache_dir='none')(_batch(96)), rtol=0, atol=1e-6)
     forward.close()

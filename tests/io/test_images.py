@@ -15,7 +15,7 @@ def test_geotiff_is_read_lazily_by_rows_and_prediction_keeps_transform_and_crs(t
     from rasterio.transform import from_origin
 
     rng = np.random.RandomState(0)
-    bands = rng.randint(0, 256, (4, 300, 270))   # RGB + a fourth band that is dropped
+    bands = rng.randint(0, 256, (4, 300, 270))  # RGB + a fourth band that is dropped
     transform = from_origin(431000.0, 4581000.0, 0.3, 0.3)
     path = write_geotiff(tmp_path / 'scene.tif', bands, transform=transform)
     with open_image(path) as image:
@@ -25,7 +25,7 @@ def test_geotiff_is_read_lazily_by_rows_and_prediction_keeps_transform_and_crs(t
         labels = rng.randint(0, 3, (300, 270)).astype(np.uint8)
         with GeoTiffLabelWriter(out, 300, 270, image.profile, COLORS) as writer:
             for y in range(0, 300, 64):
-                writer.write_rows(y, labels[y:y + 64])
+                writer.write_rows(y, labels[y : y + 64])
     with rasterio.open(out) as result:
         assert result.crs == CRS.from_epsg(32633) and result.transform == transform
         assert result.count == 1 and result.dtypes[0] == 'uint8'
@@ -83,9 +83,10 @@ def test_truncated_files_are_caught_from_the_header(tmp_path, extension):
     path = tmp_path / ('cut' + extension)
     Image.fromarray(np.random.RandomState(6).randint(0, 256, (64, 64, 3)).astype(np.uint8)).save(path)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
-    with pytest.raises(DataError, match=r'cut%s is truncated .*%d bytes.*copy or extract the file again'
-                       % (extension, len(data) // 2)):
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        DataError, match=r'cut%s is truncated .*%d bytes.*copy or extract the file again' % (extension, len(data) // 2)
+    ):
         open_image(str(path))
 
 

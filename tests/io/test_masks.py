@@ -25,8 +25,9 @@ def test_label_geotiff_mask_reads_by_rows(tmp_path, write_geotiff):
 
 def test_colour_geotiff_mask_is_decoded_by_rows(tmp_path, write_geotiff):
     labels = np.random.RandomState(3).randint(0, 3, (30, 20))
-    with open_mask(write_geotiff(tmp_path / 'c.tif', COLORS[labels].transpose(2, 0, 1)), 'color',
-                   decode_colors) as mask:
+    with open_mask(
+        write_geotiff(tmp_path / 'c.tif', COLORS[labels].transpose(2, 0, 1)), 'color', decode_colors
+    ) as mask:
         np.testing.assert_array_equal(mask.read_rows(4, 17), labels[4:17])
 
 

@@ -22,8 +22,10 @@ def test_images_are_listed_by_name_with_masks_keeping_the_image_extension(tmp_pa
     images = find_images(str(tmp_path / 'images'), NAMING)
     assert [os.path.basename(p) for p in images] == ['a.jpg', 'b.TIF', 'c.png']
     masks = str(tmp_path / 'masks')
-    assert [os.path.basename(find_mask(p, masks, 'color', NAMING)) for p in images[:2]] == ['a_color.jpg',
-                                                                                           'b_color.TIF']
+    assert [os.path.basename(find_mask(p, masks, 'color', NAMING)) for p in images[:2]] == [
+        'a_color.jpg',
+        'b_color.TIF',
+    ]
     assert [os.path.basename(find_mask(p, masks, 'label', NAMING)) for p in images[:2]] == ['a_label.jpg', 'b.TIF']
     with pytest.raises(DataError, match=r"c.png has no mask: expected .*c_color.png; .*mask_format='label'"):
         find_mask(images[2], masks, 'color', NAMING)
@@ -35,7 +37,7 @@ def test_folder_errors_name_the_folder(tmp_path):
     with pytest.raises(DataError, match='image_dir .*nowhere is not a folder'):
         find_images(str(tmp_path / 'nowhere'))
     _touch(tmp_path / 'docs', ['notes.txt', 'x.gif'])
-    message = r"no <name>.png\|.* images in .*docs \(it holds 2 other files: notes.txt, x.gif\)"
+    message = r'no <name>.png\|.* images in .*docs \(it holds 2 other files: notes.txt, x.gif\)'
     with pytest.raises(DataError, match=message):
         find_images(str(tmp_path / 'docs'), SAME_NAME)
     with pytest.raises(DataError, match='mask_dir .*no_masks is not a folder'):
@@ -50,7 +52,7 @@ def test_pairs_are_checked_when_listed_and_read_whole(tmp_path):
     os.makedirs(tmp_path / 'masks')
     Image.fromarray(image).save(tmp_path / 'images' / 'x.png')
     Image.fromarray(labels).save(tmp_path / 'masks' / 'x.png')
-    pair, = list_pairs(str(tmp_path / 'images'), str(tmp_path / 'masks'), 'label', num_classes=4)
+    (pair,) = list_pairs(str(tmp_path / 'images'), str(tmp_path / 'masks'), 'label', num_classes=4)
     assert (pair.name, pair.height, pair.width, pair.geotiff) == ('x', 6, 7, False)
     pixels, read = pair.read()
     np.testing.assert_array_equal(pixels, image)

@@ -1,5 +1,6 @@
 """The same bad file gives the same one-line DataError in training, in evaluation (isaid_eval.py, the
 in-training evaluation) and in tools/infer.py."""
+
 import os
 
 import numpy as np
@@ -35,12 +36,12 @@ def _split(root, image_ext='.png', mask_format='color'):
 
 def _cut(path, keep=0.5):
     data = open(path, 'rb').read()
-    open(path, 'wb').write(data[:int(len(data) * keep)])
+    open(path, 'wb').write(data[: int(len(data) * keep)])
 
 
 def _zero_middle(path):
     data = bytearray(open(path, 'rb').read())
-    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
     open(path, 'wb').write(bytes(data))
 
 
@@ -88,7 +89,7 @@ def corrupt_image(image, mask):
 
 
 def unsupported_extension(image, mask):
-    Image.open(image).save(image[:-len('.png')] + '.gif')
+    Image.open(image).save(image[: -len('.png')] + '.gif')
     os.remove(image)
     return 'color', 'no <name>.png|', os.path.dirname(image)
 
@@ -105,10 +106,19 @@ def label_values_outside_the_table(image, mask):
     return 'label', 'holds label values [16, 200] outside 0..15 and 255', mask
 
 
-FAULTS = [(truncated_png, '.png', 'color'), (truncated_jpeg, '.jpg', 'color'), (jpeg_named_png, '.png', 'color'),
-          (mask_size_differs, '.png', 'color'), (missing_mask, '.png', 'color'), (image_16_bit, '.png', 'color'),
-          (tiff_16_bit, '.tif', 'color'), (corrupt_image, '.png', 'color'), (unsupported_extension, '.png', 'color'),
-          (single_channel_colour_mask, '.png', 'color'), (label_values_outside_the_table, '.png', 'label')]
+FAULTS = [
+    (truncated_png, '.png', 'color'),
+    (truncated_jpeg, '.jpg', 'color'),
+    (jpeg_named_png, '.png', 'color'),
+    (mask_size_differs, '.png', 'color'),
+    (missing_mask, '.png', 'color'),
+    (image_16_bit, '.png', 'color'),
+    (tiff_16_bit, '.tif', 'color'),
+    (corrupt_image, '.png', 'color'),
+    (unsupported_extension, '.png', 'color'),
+    (single_channel_colour_mask, '.png', 'color'),
+    (label_values_outside_the_table, '.png', 'label'),
+]
 MASK_FAULTS = (mask_size_differs, missing_mask, single_channel_colour_mask, label_values_outside_the_table)
 
 
@@ -119,8 +129,9 @@ def _message(read):
 
 
 def _training(image_dir, mask_dir, mask_format):
-    dataset = ISAIDSegmmDataset(image_dir, mask_dir, dict(patch_size=32, stride=16), mask_format=mask_format,
-                                cache_mb=0)
+    dataset = ISAIDSegmmDataset(
+        image_dir, mask_dir, dict(patch_size=32, stride=16), mask_format=mask_format, cache_mb=0
+    )
     dataset.read(0)
 
 
@@ -145,7 +156,7 @@ def test_same_message_in_training_evaluation_and_inference(tmp_path, fault, exte
     image_dir, mask_dir = str(tmp_path / 'images'), str(tmp_path / 'masks')
     training = _message(lambda: _training(image_dir, mask_dir, mask_format))
     assert fragment in training and os.path.basename(culprit) in training and '\n' not in training
-    assert ';' in training   # every message goes on to say what to do
+    assert ';' in training  # every message goes on to say what to do
     assert _message(lambda: _evaluation(image_dir, mask_dir, mask_format)) == training
     if fault not in MASK_FAULTS:
         assert _message(lambda: _inference(image_dir)) == training
@@ -161,8 +172,9 @@ def test_good_files_read_alike_in_the_three_ways(tmp_path, extension):
     pixels, labels = dataset.read(0)
     decoded = np.asarray(Image.open(image).convert('RGB'))
     np.testing.assert_array_equal(pixels, decoded[:, :HEIGHT])
-    item_image, item_mask = ISAIDSegmmDataLoader.evaluation_items(dict(image_dir=image_dir, mask_dir=mask_dir,
-                                                                       mask_format='color'))[0].open()
+    item_image, item_mask = ISAIDSegmmDataLoader.evaluation_items(
+        dict(image_dir=image_dir, mask_dir=mask_dir, mask_format='color')
+    )[0].open()
     np.testing.assert_array_equal(item_image.read()[:, :HEIGHT], pixels)
     np.testing.assert_array_equal(item_mask.read()[:, :HEIGHT], labels)
     np.testing.assert_array_equal(infer.list_images(image_dir)[0].open()[0].read(), decoded)

@@ -1,4 +1,5 @@
 """The export-friendly ops and their explicit selection on a model's layers."""
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -7,25 +8,38 @@ import pytest
 from module.factseg import FactSeg
 from simplecv.module import export_ops
 
-BRANCH = dict(fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=8),
-              assymetric_decoder=dict(in_channels=8, out_channels=8), out_channels=8)
+BRANCH = dict(
+    fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=8),
+    assymetric_decoder=dict(in_channels=8, out_channels=8),
+    out_channels=8,
+)
 
 
 def _tiny_factseg(loss):
     paddle.seed(3)
-    model = FactSeg(dict(resnet_encoder=dict(resnet_type='resnet18', pretrained=False), foreground=BRANCH,
-                         binary=BRANCH, num_classes=5, loss=loss))
+    model = FactSeg(
+        dict(
+            resnet_encoder=dict(resnet_type='resnet18', pretrained=False),
+            foreground=BRANCH,
+            binary=BRANCH,
+            num_classes=5,
+            loss=loss,
+        )
+    )
     return model.eval()
 
 
-@pytest.mark.parametrize('kwargs', [
-    dict(scale_factor=4.0, mode='bilinear', align_corners=True),
-    dict(scale_factor=2, mode='bilinear', align_corners=True),
-    dict(size=[13, 7], mode='bilinear', align_corners=True),
-    dict(scale_factor=2, mode='nearest'),
-    dict(size=[10, 9], mode='nearest'),
-    dict(scale_factor=2, mode='bilinear', align_corners=False),
-])
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        dict(scale_factor=4.0, mode='bilinear', align_corners=True),
+        dict(scale_factor=2, mode='bilinear', align_corners=True),
+        dict(size=[13, 7], mode='bilinear', align_corners=True),
+        dict(scale_factor=2, mode='nearest'),
+        dict(size=[10, 9], mode='nearest'),
+        dict(scale_factor=2, mode='bilinear', align_corners=False),
+    ],
+)
 def test_matmul_interpolate_equals_paddle_interpolate(kwargs):
     x = paddle.to_tensor(np.random.RandomState(0).randn(2, 3, 5, 6).astype(np.float32))
     expected = F.interpolate(x, **kwargs).numpy()
@@ -46,11 +60,11 @@ def test_elementwise_logsumexp_equals_paddle_logsumexp(keepdim):
 
 def test_unknown_implementations_are_refused():
     x = paddle.ones([1, 1, 2, 2])
-    with pytest.raises(ValueError, match="interpolation must be one of"):
+    with pytest.raises(ValueError, match='interpolation must be one of'):
         export_ops.interpolate(x, 'cubic', scale_factor=2)
-    with pytest.raises(ValueError, match="logsumexp must be one of"):
+    with pytest.raises(ValueError, match='logsumexp must be one of'):
         export_ops.logsumexp(x, axis=1, implementation='fast')
-    with pytest.raises(ValueError, match="interpolation must be one of"):
+    with pytest.raises(ValueError, match='interpolation must be one of'):
         export_ops.set_export_ops(paddle.nn.Identity(), interpolation='cubic')
 
 

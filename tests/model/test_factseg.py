@@ -1,4 +1,5 @@
 """FactSeg invariants on a small configuration (ResNet-18, narrow branches)."""
+
 import numpy as np
 import paddle
 import pytest
@@ -57,9 +58,17 @@ def test_train_mode_returns_joint_loss_and_gradients_reach_both_branches(model):
     losses = model(x, {'cls': y})
     assert set(losses) == {'joint_loss'} and losses['joint_loss'].item() > 0
     losses['joint_loss'].backward()
-    for name in ['fg_cls.weight', 'bi_cls.weight', 'fg_cls.bias', 'bi_cls.bias',
-                 'fg_decoder.blocks.3.2.0.weight', 'bi_decoder.blocks.0.0.0.weight',
-                 'fgfpn.fpn_inner4.weight', 'bifpn.fpn_layer1.weight', 'resencoder.resnet.conv1.weight']:
+    for name in [
+        'fg_cls.weight',
+        'bi_cls.weight',
+        'fg_cls.bias',
+        'bi_cls.bias',
+        'fg_decoder.blocks.3.2.0.weight',
+        'bi_decoder.blocks.0.0.0.weight',
+        'fgfpn.fpn_inner4.weight',
+        'bifpn.fpn_layer1.weight',
+        'resencoder.resnet.conv1.weight',
+    ]:
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and float(grad.abs().sum()) > 0, name
     model.eval()
@@ -96,9 +105,16 @@ def test_official_alternative_losses():
 def test_parameter_names_follow_the_official_state_dict():
     net = FactSeg(tiny_factseg_params())
     keys = set(net.state_dict())
-    for key in ['resencoder.resnet.layer1.0.conv1.weight', 'resencoder.resnet.layer2.0.downsample.1._variance',
-                'fgfpn.fpn_inner1.weight', 'bifpn.fpn_layer4.bias', 'fg_decoder.blocks.0.0.0.weight',
-                'bi_decoder.blocks.3.2.1._mean', 'fg_cls.weight', 'bi_cls.bias']:
+    for key in [
+        'resencoder.resnet.layer1.0.conv1.weight',
+        'resencoder.resnet.layer2.0.downsample.1._variance',
+        'fgfpn.fpn_inner1.weight',
+        'bifpn.fpn_layer4.bias',
+        'fg_decoder.blocks.0.0.0.weight',
+        'bi_decoder.blocks.3.2.1._mean',
+        'fg_cls.weight',
+        'bi_cls.bias',
+    ]:
         assert key in keys, key
     assert not any('running' in k or 'num_batches_tracked' in k for k in keys)
 
@@ -126,14 +142,17 @@ def test_initialisation_follows_torch_conventions():
     assert bn._momentum == pytest.approx(0.9) and bn._epsilon == pytest.approx(1e-5)
 
 
-@pytest.mark.parametrize('bad, match', [
-    (dict(num_clases=16), r"model\.params\.num_clases.*did you mean 'model\.params\.num_classes'"),
-    (dict(fbattention=dict(atttention=True)), 'fbatt_block_list'),
-    (dict(foreground=dict(skip_decoder=True)), r'model\.params\.foreground\.skip_decoder'),
-    (dict(loss=dict(inverse_ce=True)), 'inverse_ce'),
-    (dict(loss=dict(joint_loss=dict(sample='SUM'))), "'SOM' or 'OHEM'"),
-    (dict(resnet_encoder=dict(resnet_type='resnet50')), r'in_channels_list=\[64, 128, 256, 512\] does not match'),
-])
+@pytest.mark.parametrize(
+    'bad, match',
+    [
+        (dict(num_clases=16), r"model\.params\.num_clases.*did you mean 'model\.params\.num_classes'"),
+        (dict(fbattention=dict(atttention=True)), 'fbatt_block_list'),
+        (dict(foreground=dict(skip_decoder=True)), r'model\.params\.foreground\.skip_decoder'),
+        (dict(loss=dict(inverse_ce=True)), 'inverse_ce'),
+        (dict(loss=dict(joint_loss=dict(sample='SUM'))), "'SOM' or 'OHEM'"),
+        (dict(resnet_encoder=dict(resnet_type='resnet50')), r'in_channels_list=\[64, 128, 256, 512\] does not match'),
+    ],
+)
 def test_config_errors(bad, match):
     params = tiny_factseg_params()
     for key, value in bad.items():
@@ -201,8 +220,9 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         x_in = x.clone()
         x_in.stop_gradient = False
         sum(f.mean() for f in net(x_in)).backward()
-    np.testing.assert_allclose(plain.resnet.conv1.weight.grad.numpy(), recomputed.resnet.conv1.weight.grad.numpy(),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        plain.resnet.conv1.weight.grad.numpy(), recomputed.resnet.conv1.weight.grad.numpy(), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_frozen_stages_keep_batchnorm_statistics_fixed():

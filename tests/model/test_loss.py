@@ -1,4 +1,5 @@
 """The joint loss, SOM and OHEM against NumPy evaluations of the official formulas."""
+
 import numpy as np
 import paddle
 import pytest
@@ -142,7 +143,8 @@ def test_joint_ohem_matches_numpy(min_kept):
     weight = _np_ohem_weight(true_prob, valid, 0.3, min_kept)
     expected = (losses * weight).sum() / weight.sum()
     loss = JointLoss(sample='OHEM', ratio=0.3, ohem_min_kept=min_kept)(
-        paddle.to_tensor(s, 'float32'), paddle.to_tensor(b, 'float32'), paddle.to_tensor(y))
+        paddle.to_tensor(s, 'float32'), paddle.to_tensor(b, 'float32'), paddle.to_tensor(y)
+    )
     np.testing.assert_allclose(loss.item(), expected, rtol=1e-5)
 
 
@@ -190,6 +192,7 @@ def test_som_groups_split_an_uneven_batch_like_a_distributed_sampler():
 def test_wide_logits_match_the_exact_formula_despite_paddle_softmax_clipping():
     """Paddle's CPU softmax clips x - max at -64; the joint log-probability and the fusion must not."""
     from module.loss import joint_log_probability, joint_probability, pixel_nll
+
     s, b, y = _random_case(10, ignore_fraction=0.0)
     s, b = s * 30, np.clip(b * 20, -30, 30)  # logit gaps of a few hundred: past -64, inside float64
     # Exact log-space evaluation of the joint probability in NumPy.
@@ -201,5 +204,6 @@ def test_wide_logits_match_the_exact_formula_despite_paddle_softmax_clipping():
     got = joint_log_probability(paddle.to_tensor(s), paddle.to_tensor(b))
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-10)
     assert pixel_nll(got, paddle.to_tensor(y)).numpy().max() > 64  # beyond the clip
-    np.testing.assert_allclose(joint_probability(paddle.to_tensor(s), paddle.to_tensor(b)).numpy(),
-                               np.exp(expected), atol=1e-12)
+    np.testing.assert_allclose(
+        joint_probability(paddle.to_tensor(s), paddle.to_tensor(b)).numpy(), np.exp(expected), atol=1e-12
+    )

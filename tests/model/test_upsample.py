@@ -1,4 +1,5 @@
 """simplecv.module.upsample: bilinear align_corners=True, exact in float64, Paddle's kernel otherwise."""
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -9,6 +10,7 @@ from simplecv.module import upsample
 
 def _numpy_bilinear(x, scale):
     """Float64 reference: output i reads source i * (n_in - 1) / (n_out - 1) (align_corners=True)."""
+
     def axis_matrix(n_in):
         n_out = int(np.floor(n_in * scale))
         matrix = np.zeros((n_out, n_in))
@@ -18,6 +20,7 @@ def _numpy_bilinear(x, scale):
             matrix[i, low] += 1 - (source - low)
             matrix[i, min(low + 1, n_in - 1)] += source - low
         return matrix
+
     return np.einsum('ph,nchw,qw->ncpq', axis_matrix(x.shape[2]), x, axis_matrix(x.shape[3]))
 
 
@@ -66,10 +69,10 @@ def test_matches_torch_in_float64():
     torch = pytest.importorskip('torch')
     x = np.random.RandomState(5).standard_normal((2, 3, 14, 11))
     expected = torch.nn.UpsamplingBilinear2d(scale_factor=2)(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(upsample.UpsampleBilinear(2)(paddle.to_tensor(x)).numpy(), expected,
-                               rtol=0, atol=1e-14)
-    expected = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=4.0, mode='bilinear',
-                                               align_corners=True).numpy()
+    np.testing.assert_allclose(upsample.UpsampleBilinear(2)(paddle.to_tensor(x)).numpy(), expected, rtol=0, atol=1e-14)
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(x), scale_factor=4.0, mode='bilinear', align_corners=True
+    ).numpy()
     np.testing.assert_allclose(upsample.bilinear(paddle.to_tensor(x), 4.0).numpy(), expected, rtol=0, atol=1e-14)
 
 
@@ -92,6 +95,7 @@ def test_nearest_2x_is_bit_identical_to_paddle_kernel(dtype):
 
 def test_nearest_2x_in_a_static_graph():
     x = paddle.randn([1, 2, 4, 3])
-    static = paddle.jit.to_static(upsample.nearest_2x, full_graph=True,
-                                  input_spec=[paddle.static.InputSpec([None, 2, None, None], 'float32')])
+    static = paddle.jit.to_static(
+        upsample.nearest_2x, full_graph=True, input_spec=[paddle.static.InputSpec([None, 2, None, None], 'float32')]
+    )
     np.testing.assert_array_equal(static(x).numpy(), np.repeat(np.repeat(x.numpy(), 2, axis=2), 2, axis=3))

@@ -1,4 +1,5 @@
 """Export a small model, run it through Paddle Inference, and compare with dygraph."""
+
 import numpy as np
 import paddle
 import pytest
@@ -20,8 +21,25 @@ def exported(tmp_path_factory):
     ckpt = str(root / 'model.pdparams')
     paddle.save({'model': model.state_dict(), 'global_step': 9}, ckpt)
     save_dir = str(root / 'program')
-    assert export_model.main(['--config_path', 'isaid.factseg', '--ckpt_path', ckpt, '--save_dir', save_dir,
-                              '--input_size', '64', '64', '--batch_size', '2'] + TINY) == 0
+    assert (
+        export_model.main(
+            [
+                '--config_path',
+                'isaid.factseg',
+                '--ckpt_path',
+                ckpt,
+                '--save_dir',
+                save_dir,
+                '--input_size',
+                '64',
+                '64',
+                '--batch_size',
+                '2',
+            ]
+            + TINY
+        )
+        == 0
+    )
     return model, save_dir, root
 
 

@@ -1,4 +1,5 @@
 """tools/regenerate_logs.py without its heavy runs: arguments, the plan, running a step and swapping folders."""
+
 import sys
 
 import pytest

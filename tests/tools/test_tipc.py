@@ -1,4 +1,5 @@
 """The TIPC driver on real runs: config parsing, train → eval → export → infer, result lines, exit codes."""
+
 import json
 import os
 import subprocess
@@ -30,9 +31,12 @@ def test_lite_chain_by_mode_alone_prepares_and_runs_every_step(tmp_path):
     ran = [line for line in lines if not line.startswith('Skipped')]
     assert [line.split(' - ')[0] for line in ran] == ['Run successfully with command'] * 4
     scripts = [line.split(' - ')[2].split()[1] for line in ran]
-    assert [os.path.relpath(s, REPO) for s in scripts] == ['apex_train.py', 'isaid_eval.py',
-                                                           os.path.join('tools', 'export_model.py'),
-                                                           os.path.join('tools', 'infer.py')]
+    assert [os.path.relpath(s, REPO) for s in scripts] == [
+        'apex_train.py',
+        'isaid_eval.py',
+        os.path.join('tools', 'export_model.py'),
+        os.path.join('tools', 'infer.py'),
+    ]
     assert 'train.num_iters 6' in ran[0] and '--input_size 128 128' in ran[2]
     out = tmp_path / 'test_tipc' / 'output' / LITE
     train_dir = out / 'norm_gpus_-1_autocast_O0'
@@ -42,7 +46,8 @@ def test_lite_chain_by_mode_alone_prepares_and_runs_every_step(tmp_path):
     predictions = next(out.glob('python_infer_cpu_*_results'))
     val_images = (tmp_path / 'test_tipc' / 'data' / 'factseg' / 'val' / 'images').iterdir()
     assert sorted(p.name for p in predictions.glob('*_label.png')) == sorted(
-        p.name.replace('.png', '_label.png') for p in val_images)
+        p.name.replace('.png', '_label.png') for p in val_images
+    )
 
 
 @pytest.mark.slow
@@ -62,7 +67,9 @@ def test_a_failed_command_is_logged_and_fails_the_run(tmp_path):
     assert '1 command(s) failed' in result.stderr
     ran = [line for line in result_lines(tmp_path) if not line.startswith('Skipped')]
     assert [line.split(' - ')[0] for line in ran] == ['Run successfully with command'] * 3 + [
-        'Run failed with command', 'Run successfully with command']
+        'Run failed with command',
+        'Run successfully with command',
+    ]
     assert '--batch_size 0' in ran[3] and '--batch_size 1' in ran[4]
     failed_log = next((tmp_path / 'test_tipc' / 'output' / LITE).glob('python_infer_cpu_*batchsize_0.log'))
     assert 'batch_size must be >= 1' in failed_log.read_text()

@@ -4,6 +4,7 @@ Sizes are reduced through the step modules' constants (64-pixel forward and loss
 backward iterations, 6 training steps) so that the whole file runs in about a minute on two
 idle cores; ``python torch_ref/align.py`` uses the documented sizes.
 """
+
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ def _batch_norms(model):
 
 
 # --------------------------------------------------------------------- the chain as it is
+
 
 @pytest.mark.slow
 def test_cli_runs_the_whole_chain(quick, tmp_path):
@@ -96,18 +98,26 @@ def test_a_step_that_raises_fails_the_chain(monkeypatch, tmp_path):
 
 # --------------------------------------------------------------------- the diff machinery
 
+
 def test_compare_verdicts_nan_and_relative_norms(tmp_path):
     same = dict(a=np.array([1.0, np.nan]), b=np.ones(3))
     result = common.compare('t1', str(tmp_path), same, dict(a=np.array([1.0, np.nan]), b=np.ones(3) + 5e-7), 1e-6)
     assert result.passed and result.worst_diff == pytest.approx(5e-7)
     result = common.compare('t2', str(tmp_path), dict(a=np.array([1.0, np.nan])), dict(a=np.array([1.0, 2.0])), 1e-6)
     assert not result.passed and result.failed_keys == ['a'] and result.worst_diff == np.inf
-    result = common.compare('t3', str(tmp_path), dict(w=np.array([3.0, 4.0]), s=np.array([1.0, 2.0])),
-                            dict(w=np.array([3.0, 4.0005]), s=np.array([1.0, 2.002])), 1e-3, method='max',
-                            l2_keys=['w'])
+    result = common.compare(
+        't3',
+        str(tmp_path),
+        dict(w=np.array([3.0, 4.0]), s=np.array([1.0, 2.0])),
+        dict(w=np.array([3.0, 4.0005]), s=np.array([1.0, 2.002])),
+        1e-3,
+        method='max',
+        l2_keys=['w'],
+    )
     assert result.passed and result.worst_diff == pytest.approx(0.002 / 2.002)
-    result = common.compare('t4', str(tmp_path), dict(x=np.zeros(2)), dict(x=np.zeros(2)), 1e-6,
-                            precondition='clipping was not exercised')
+    result = common.compare(
+        't4', str(tmp_path), dict(x=np.zeros(2)), dict(x=np.zeros(2)), 1e-6, precondition='clipping was not exercised'
+    )
     assert not result.passed and 'FAILED: clipping' in open(result.log_path).read()
 
 
@@ -129,6 +139,7 @@ def test_official_logged_loss_is_a_running_window_mean():
 
 
 # --------------------------------------------------------------------- deliberate breaks
+
 
 def test_perturbed_weight_fails_forward(quick, monkeypatch, tmp_path):
     def perturb(model):
@@ -223,8 +234,9 @@ def test_backward_one_step_at_a_time_passes_and_resets_the_weights(quick, monkey
 def test_learning_rate_without_lag_fails_backward(quick, monkeypatch, tmp_path):
     from simplecv.opt.learning_rate import PolyLearningRate
 
-    monkeypatch.setattr(PolyLearningRate, 'lr_at',
-                        lambda self, step: self.base_lr * (1 - min(step / self.max_iters, 1.0)) ** self.power)
+    monkeypatch.setattr(
+        PolyLearningRate, 'lr_at', lambda self, step: self.base_lr * (1 - min(step / self.max_iters, 1.0)) ** self.power
+    )
     result = backward.run(str(tmp_path), quick)
     assert not result.passed and 'lr' in result.failed_keys
 
@@ -237,8 +249,9 @@ def test_softmax_over_the_wrong_axis_fails_loss(quick, monkeypatch, tmp_path):
     # Paddle's softmax default axis is -1, torch code says dim=1
     def wrong_axis(fg_logits, bi_logits, logsumexp='native'):
         log_class = F.log_softmax(fg_logits)
-        log_joint = paddle.concat([F.log_sigmoid(-bi_logits) + log_class[:, :1],
-                                   F.log_sigmoid(bi_logits) + log_class[:, 1:]], axis=1)
+        log_joint = paddle.concat(
+            [F.log_sigmoid(-bi_logits) + log_class[:, :1], F.log_sigmoid(bi_logits) + log_class[:, 1:]], axis=1
+        )
         return log_joint - paddle.logsumexp(log_joint, axis=1, keepdim=True)
 
     monkeypatch.setattr(paddle_loss, 'joint_log_probability', wrong_axis)

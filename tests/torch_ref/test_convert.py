@@ -1,4 +1,5 @@
 """torch_ref/convert.py: key rules, validation, error paths and a full checkpoint round trip."""
+
 import os
 
 import numpy as np
@@ -13,10 +14,16 @@ from torch_ref.reference import FactSeg, ResNet, randomize_batchnorm_  # noqa: E
 
 SMALL_PARAMS = dict(
     resnet_encoder=dict(resnet_type='resnet18', pretrained=False),
-    foreground=dict(fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
-                    assymetric_decoder=dict(in_channels=16, out_channels=8), out_channels=8),
-    binary=dict(fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
-                assymetric_decoder=dict(in_channels=16, out_channels=8), out_channels=8),
+    foreground=dict(
+        fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
+        assymetric_decoder=dict(in_channels=16, out_channels=8),
+        out_channels=8,
+    ),
+    binary=dict(
+        fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
+        assymetric_decoder=dict(in_channels=16, out_channels=8),
+        out_channels=8,
+    ),
     loss=dict(joint_loss=dict(sample='SOM', ratio=0.1, ignore_index=255)),
     num_classes=16,
 )
@@ -24,7 +31,10 @@ SMALL_PARAMS = dict(
 # A hand-written target table: one conv and one BN.
 TINY_SHAPES = {
     'conv.weight': (2, 3, 1, 1),
-    'bn.weight': (2,), 'bn.bias': (2,), 'bn._mean': (2,), 'bn._variance': (2,),
+    'bn.weight': (2,),
+    'bn.bias': (2,),
+    'bn._mean': (2,),
+    'bn._variance': (2,),
 }
 
 
@@ -32,8 +42,10 @@ def _tiny_torch_sd(prefix=''):
     gen = torch.Generator().manual_seed(0)
     sd = {
         'conv.weight': torch.randn(2, 3, 1, 1, generator=gen),
-        'bn.weight': torch.randn(2, generator=gen), 'bn.bias': torch.randn(2, generator=gen),
-        'bn.running_mean': torch.randn(2, generator=gen), 'bn.running_var': torch.rand(2, generator=gen),
+        'bn.weight': torch.randn(2, generator=gen),
+        'bn.bias': torch.randn(2, generator=gen),
+        'bn.running_mean': torch.randn(2, generator=gen),
+        'bn.running_var': torch.rand(2, generator=gen),
         'bn.num_batches_tracked': torch.tensor(7),
     }
     return {prefix + k: v for k, v in sd.items()}
@@ -91,9 +103,12 @@ def test_missing_unexpected_and_misshaped_keys_are_reported():
     assert report.missing == ['bn.bias']
     assert report.unexpected == ['extra.weight', 'note (a str, not a tensor)']
     assert report.mismatched == [('conv.weight', (2, 3, 1, 1), (2, 3, 3, 3))]
-    with pytest.raises(CheckpointError, match=r'ck\.pth does not match.*missing 1/5 keys: bn\.bias.*'
-                                              r'unexpected 2 keys: extra\.weight.*conv\.weight '
-                                              r'\(model \(2, 3, 1, 1\), file \(2, 3, 3, 3\)\)'):
+    with pytest.raises(
+        CheckpointError,
+        match=r'ck\.pth does not match.*missing 1/5 keys: bn\.bias.*'
+        r'unexpected 2 keys: extra\.weight.*conv\.weight '
+        r'\(model \(2, 3, 1, 1\), file \(2, 3, 3, 3\)\)',
+    ):
         report.raise_if_failed('ck.pth')
 
 
@@ -146,8 +161,11 @@ def test_factseg_checkpoint_round_trip(tmp_path):
     model = randomize_batchnorm_(FactSeg(SMALL_PARAMS), gen)
     torch_sd = model.state_dict()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9, weight_decay=1e-4)
-    checkpoint = {'model': {'module.' + k: v for k, v in torch_sd.items()},
-                  'opt': optimizer.state_dict(), 'global_step': 1234}
+    checkpoint = {
+        'model': {'module.' + k: v for k, v in torch_sd.items()},
+        'opt': optimizer.state_dict(),
+        'global_step': 1234,
+    }
     src, dst = tmp_path / 'model-1234.pth', tmp_path / 'model-1234.pdparams'
     torch.save(checkpoint, src)
     config = _write_config(str(tmp_path), SMALL_PARAMS)
@@ -192,9 +210,12 @@ def test_factseg_wrong_architecture_fails_without_output(tmp_path):
     assert convert.main(argv) == 1
     assert sorted(os.listdir(tmp_path)) == ['small.pth', 'small_factseg.py']
     params = convert.factseg_params_from_config(config, overrides)
-    with pytest.raises(CheckpointError, match=r'small\.pth does not match the target architecture: '
-                                              r'16 keys of another shape: fgfpn\.fpn_inner1\.bias '
-                                              r'\(model \(32,\), file \(16,\)\)'):
+    with pytest.raises(
+        CheckpointError,
+        match=r'small\.pth does not match the target architecture: '
+        r'16 keys of another shape: fgfpn\.fpn_inner1\.bias '
+        r'\(model \(32,\), file \(16,\)\)',
+    ):
         convert.convert_factseg_file(str(src), str(dst), params)
     assert not dst.exists()
 

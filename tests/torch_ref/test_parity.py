@@ -17,6 +17,7 @@ differently. The labels are made tie-free: pixels just below the K-th loss are s
 until the gap at the boundary is at least 1e-4 relative (ignored pixels still count in N, so K
 is unchanged). On failure the message lists the first intermediate stage that differs.
 """
+
 import copy
 
 import numpy as np
@@ -33,15 +34,26 @@ from simplecv.util.state_dict import load_state_dict_strict  # noqa: E402
 from torch_ref import reference as ref  # noqa: E402
 from torch_ref.convert import convert_factseg_state_dict  # noqa: E402
 
-BRANCH = dict(fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
-              assymetric_decoder=dict(in_channels=256, out_channels=128,
-                                      in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4))
+BRANCH = dict(
+    fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
+    assymetric_decoder=dict(
+        in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
+    ),
+)
 # The official configs/isaid/factseg.py model.params, without the ImageNet weights.
 OFFICIAL_PARAMS = dict(
-    resnet_encoder=dict(resnet_type='resnet50', include_conv5=True, batchnorm_trainable=True,
-                        pretrained=False, freeze_at=0, output_stride=32,
-                        with_cp=(False, False, False, False), stem3_3x3=False),
-    foreground=BRANCH, binary=BRANCH,
+    resnet_encoder=dict(
+        resnet_type='resnet50',
+        include_conv5=True,
+        batchnorm_trainable=True,
+        pretrained=False,
+        freeze_at=0,
+        output_stride=32,
+        with_cp=(False, False, False, False),
+        stem3_3x3=False,
+    ),
+    foreground=BRANCH,
+    binary=BRANCH,
     fbattention=dict(atttention=False, encode_channel=128),
     loss=dict(joint_loss=dict(sample='SOM', ratio=0.1, ignore_index=255)),
     num_classes=16,
@@ -62,8 +74,10 @@ def _stages(model, x, to_numpy):
     """Intermediate outputs, named alike on both sides (same sub-layer names)."""
     feats = model.resencoder(x)
     out = {f'encoder.c{i + 2}': f for i, f in enumerate(feats)}
-    for branch, fpn, decoder, head in (('fg', model.fgfpn, model.fg_decoder, model.fg_cls),
-                                       ('bi', model.bifpn, model.bi_decoder, model.bi_cls)):
+    for branch, fpn, decoder, head in (
+        ('fg', model.fgfpn, model.fg_decoder, model.fg_cls),
+        ('bi', model.bifpn, model.bi_decoder, model.bi_cls),
+    ):
         pyramid = list(fpn(feats))
         out.update({f'{branch}fpn.p{i + 2}': p for i, p in enumerate(pyramid)})
         decoded = decoder(pyramid)
@@ -78,8 +92,7 @@ def _divergence(torch_model, paddle_model, x):
         t = _stages(torch_model, torch.from_numpy(x), lambda v: v.numpy())
     with paddle.no_grad():
         p = _stages(paddle_model, paddle.to_tensor(x), lambda v: v.numpy())
-    rows = [f'  {k}: max|diff| {np.abs(t[k] - p[k]).max():.3e} (max|torch| {np.abs(t[k]).max():.3e})'
-            for k in t]
+    rows = [f'  {k}: max|diff| {np.abs(t[k] - p[k]).max():.3e} (max|torch| {np.abs(t[k]).max():.3e})' for k in t]
     return 'stage-by-stage comparison (first large jump = culprit):\n' + '\n'.join(rows)
 
 
@@ -96,8 +109,11 @@ def pair():
     def paddle_with_weights(dtype='float32'):
         """The one Paddle model, cast to ``dtype`` and (re)loaded with the converted weights."""
         paddle_model.to(dtype=dtype)
-        load_state_dict_strict(paddle_model, {k: v.astype(dtype) if v.dtype.kind == 'f' else v
-                                              for k, v in paddle_sd.items()}, source='converted reference')
+        load_state_dict_strict(
+            paddle_model,
+            {k: v.astype(dtype) if v.dtype.kind == 'f' else v for k, v in paddle_sd.items()},
+            source='converted reference',
+        )
         return paddle_model
 
     rng = np.random.RandomState(2024)
@@ -109,8 +125,7 @@ def pair():
     with torch.no_grad():
         fg, bi = probe.logits(torch.from_numpy(x))
         p = ref.joint_probability(fg, bi)
-        losses = TF.nll_loss(torch.log(p), torch.from_numpy(labels), ignore_index=255,
-                             reduction='none').numpy().ravel()
+        losses = TF.nll_loss(torch.log(p), torch.from_numpy(labels), ignore_index=255, reduction='none').numpy().ravel()
     k = int(SOM_RATIO * losses.size)
     order = np.argsort(-losses, kind='stable')
     flat = labels.ravel()
@@ -166,14 +181,17 @@ def test_gradients_float64(pair):
     assert sorted(p_grads) == sorted(t_grads), 'trainable parameter sets differ'
     rel = {n: _rel(p_grads[n], t_grads[n]) for n in t_grads}
     worst = max(rel, key=rel.get)
-    print(f'float64 loss rel diff {abs(float(p_loss) - t_loss.item()) / t_loss.item():.3e}; '
-          f'heads {", ".join(f"{n} {rel[n]:.2e}" for n in HEADS)}; '
-          f'worst parameter gradient {worst} rel L2 {rel[worst]:.3e}')
+    print(
+        f'float64 loss rel diff {abs(float(p_loss) - t_loss.item()) / t_loss.item():.3e}; '
+        f'heads {", ".join(f"{n} {rel[n]:.2e}" for n in HEADS)}; '
+        f'worst parameter gradient {worst} rel L2 {rel[worst]:.3e}'
+    )
     bad = {n: r for n, r in rel.items() if r > 1e-8}
     if bad:
-        pytest.fail(f'parameter gradients over 1e-8: '
-                    f'{dict(sorted(bad.items(), key=lambda kv: -kv[1])[:10])}\n'
-                    + _divergence(torch_model, paddle_model, x))
+        pytest.fail(
+            f'parameter gradients over 1e-8: '
+            f'{dict(sorted(bad.items(), key=lambda kv: -kv[1])[:10])}\n' + _divergence(torch_model, paddle_model, x)
+        )
 
 
 # ---- loss functions alone, float64, small tensors (fast) ----
@@ -181,6 +199,7 @@ def test_gradients_float64(pair):
 # int64 count + Python float is float32 (and the official cls_loss SOM has no eps): a relative
 # difference of 1e-6 / count, i.e. ~4e-9 here, 0 in float32.
 RTOL = 1e-8
+
 
 def _logits(seed, n=2, c=16, h=24, w=24):
     rng = np.random.RandomState(seed)
@@ -204,17 +223,21 @@ def _both(fn_torch, fn_paddle, fg, bi, y):
     return t_out, p_out, (tf.grad.numpy(), tb.grad.numpy()), (pf.grad.numpy(), pb.grad.numpy())
 
 
-@pytest.mark.parametrize('joint', [
-    dict(sample='SOM', ratio=0.1),
-    dict(sample='SOM', ratio=0.3, som_groups=2),
-    dict(sample='OHEM', ratio=0.7, ohem_min_kept=50),
-    dict(sample='OHEM', ratio=0.2, ohem_min_kept=400),
-])
+@pytest.mark.parametrize(
+    'joint',
+    [
+        dict(sample='SOM', ratio=0.1),
+        dict(sample='SOM', ratio=0.3, som_groups=2),
+        dict(sample='OHEM', ratio=0.7, ohem_min_kept=50),
+        dict(sample='OHEM', ratio=0.2, ohem_min_kept=400),
+    ],
+)
 def test_joint_loss_matches_reference(joint):
     fg, bi, y = _logits(7)
     t_loss, p_loss = ref.JointLoss(**joint), pd_loss.JointLoss(**joint)
-    t_out, p_out, t_grad, p_grad = _both(lambda f, b, t: {'l': t_loss(f, b, t)},
-                                         lambda f, b, t: {'l': p_loss(f, b, t)}, fg, bi, y)
+    t_out, p_out, t_grad, p_grad = _both(
+        lambda f, b, t: {'l': t_loss(f, b, t)}, lambda f, b, t: {'l': p_loss(f, b, t)}, fg, bi, y
+    )
     np.testing.assert_allclose(float(p_out['l']), t_out['l'].item(), rtol=RTOL)
     for tg, pg in zip(t_grad, p_grad):
         np.testing.assert_allclose(pg, tg, rtol=RTOL, atol=1e-15)
@@ -226,7 +249,11 @@ def test_separate_losses_match_reference(loss_config):
     cfg = dict(loss_config, ignore_index=255)
     t_out, p_out, t_grad, p_grad = _both(
         lambda f, b, t: ref.separate_losses(f, b, t, cfg, 16),
-        lambda f, b, t: pd_loss.separate_losses(f, b, t, cfg, 255), fg, bi, y)
+        lambda f, b, t: pd_loss.separate_losses(f, b, t, cfg, 255),
+        fg,
+        bi,
+        y,
+    )
     assert sorted(p_out) == sorted(t_out)
     for key in t_out:
         np.testing.assert_allclose(float(p_out[key]), t_out[key].item(), rtol=RTOL, err_msg=key)

@@ -1,4 +1,5 @@
 """torch_ref/reference.py: official names, sizes, initialisation and loss semantics."""
+
 import math
 
 import numpy as np
@@ -10,10 +11,16 @@ from torch_ref import reference as ref  # noqa: E402
 
 SMALL = dict(
     resnet_encoder=dict(resnet_type='resnet18'),
-    foreground=dict(fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
-                    assymetric_decoder=dict(in_channels=16, out_channels=8), out_channels=8),
-    binary=dict(fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
-                assymetric_decoder=dict(in_channels=16, out_channels=8), out_channels=8),
+    foreground=dict(
+        fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
+        assymetric_decoder=dict(in_channels=16, out_channels=8),
+        out_channels=8,
+    ),
+    binary=dict(
+        fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=16),
+        assymetric_decoder=dict(in_channels=16, out_channels=8),
+        out_channels=8,
+    ),
     loss=dict(joint_loss=dict(sample='SOM', ratio=0.1, ignore_index=255)),
 )
 
@@ -23,12 +30,18 @@ def test_official_size_and_key_names():
     model = ref.FactSeg({})
     assert sum(p.numel() for p in model.parameters()) == 33_446_609  # spec §4.1
     keys = set(model.state_dict())
-    for key in ('resencoder.resnet.conv1.weight', 'resencoder.resnet.bn1.running_var',
-                'resencoder.resnet.layer1.0.downsample.0.weight',
-                'resencoder.resnet.layer4.0.downsample.1.num_batches_tracked',
-                'fgfpn.fpn_inner4.bias', 'bifpn.fpn_layer1.weight',
-                'fg_decoder.blocks.3.2.0.weight', 'bi_decoder.blocks.0.0.1.running_mean',
-                'fg_cls.weight', 'bi_cls.bias'):
+    for key in (
+        'resencoder.resnet.conv1.weight',
+        'resencoder.resnet.bn1.running_var',
+        'resencoder.resnet.layer1.0.downsample.0.weight',
+        'resencoder.resnet.layer4.0.downsample.1.num_batches_tracked',
+        'fgfpn.fpn_inner4.bias',
+        'bifpn.fpn_layer1.weight',
+        'fg_decoder.blocks.3.2.0.weight',
+        'bi_decoder.blocks.0.0.1.running_mean',
+        'fg_cls.weight',
+        'bi_cls.bias',
+    ):
         assert key in keys, key
     decoder_blocks = {k.split('.')[2] + '.' + k.split('.')[3] for k in keys if k.startswith('fg_decoder.')}
     assert decoder_blocks == {'0.0', '1.0', '2.0', '2.1', '3.0', '3.1', '3.2'}
@@ -138,7 +151,11 @@ def test_separate_losses_keys():
     gen = torch.Generator().manual_seed(6)
     fg, bi = torch.randn(2, 16, 8, 8, generator=gen), torch.randn(2, 1, 8, 8, generator=gen)
     y = torch.randint(0, 16, (2, 8, 8), generator=gen)
-    for loss, key in ((dict(), 'cls_loss'), (dict(som=0.2), 'som_cls_loss'), (dict(ohem=True), 'ohem_loss'),
-                      (dict(inverse_ce=True), 'inverse_celoss')):
+    for loss, key in (
+        (dict(), 'cls_loss'),
+        (dict(som=0.2), 'som_cls_loss'),
+        (dict(ohem=True), 'ohem_loss'),
+        (dict(inverse_ce=True), 'inverse_celoss'),
+    ):
         out = ref.separate_losses(fg, bi, y, dict(loss, ignore_index=255), 16)
         assert sorted(out) == sorted([key, 'bce_loss']) and all(torch.isfinite(v) for v in out.values())

@@ -6,6 +6,7 @@ parameters to ``OUT_DIR/rank<r>.npz``.
 
 Usage: ``python -m paddle.distributed.launch --nproc_per_node 2 dp_worker.py OUT_DIR NUM_ITERS``
 """
+
 import os
 import sys
 

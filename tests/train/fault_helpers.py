@@ -1,4 +1,5 @@
 """Set-ups for the fault tests: a label-mask split read one image per step, small disks, subprocess runs."""
+
 import contextlib
 import os
 import shutil
@@ -26,8 +27,9 @@ class LabelSplit:
     """
 
     def __init__(self, folder, num_iters=4, save_every=0):
-        self.config = write_tiny_config(folder, num_iters=num_iters, batch_size=1, patch=64, num_images=4,
-                                        image_size=64, save_every=save_every)
+        self.config = write_tiny_config(
+            folder, num_iters=num_iters, batch_size=1, patch=64, num_images=4, image_size=64, save_every=save_every
+        )
         self.image_dir = folder / 'data' / 'train' / 'images'
         self.mask_dir = folder / 'data' / 'train' / 'masks'
         names = sorted(path.stem for path in self.image_dir.glob('*.png'))
@@ -62,8 +64,15 @@ class LabelSplit:
 def run_script(argv, timeout=180, **popen):
     """Run ``python argv...`` from the repository root; return ``(returncode, combined output)``."""
     env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=REPO_ROOT)
-    process = subprocess.run([sys.executable] + argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, timeout=timeout, **popen)
+    process = subprocess.run(
+        [sys.executable] + argv,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+        **popen,
+    )
     return process.returncode, process.stdout.decode(errors='replace')
 
 
@@ -80,9 +89,15 @@ def temporaries(folder):
 def small_disk(folder, size_mb):
     """Mount a ``size_mb`` tmpfs on ``folder`` and yield True, or yield False when mounting is not allowed."""
     os.makedirs(folder, exist_ok=True)
-    mounted = shutil.which('mount') is not None and subprocess.run(
-        ['mount', '-t', 'tmpfs', '-o', 'size=%dm' % size_mb, 'tmpfs', str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    mounted = (
+        shutil.which('mount') is not None
+        and subprocess.run(
+            ['mount', '-t', 'tmpfs', '-o', 'size=%dm' % size_mb, 'tmpfs', str(folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ).returncode
+        == 0
+    )
     try:
         yield mounted
     finally:
@@ -92,5 +107,9 @@ def small_disk(folder, size_mb):
 
 def remount_read_only(folder):
     """Make the tmpfs on ``folder`` read-only; return whether that worked."""
-    return subprocess.run(['mount', '-o', 'remount,ro', str(folder)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0
+    return (
+        subprocess.run(
+            ['mount', '-o', 'remount,ro', str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ).returncode
+        == 0
+    )

@@ -1,4 +1,5 @@
 """apex_train.py end to end on a test-sized demo config: learning, exact resume, Ctrl-C, bad input."""
+
 import json
 import os
 import signal
@@ -56,11 +57,24 @@ def test_resume_flags_name_a_checkpoint(tmp_path):
     config = write_tiny_config(tmp_path, num_iters=3, save_every=1)
     first, second = str(tmp_path / 'first'), str(tmp_path / 'second')
     assert apex_train.main(['--config_path', config, '--model_dir', first]) == 0
-    assert apex_train.main(['--config_path', config, '--model_dir', second, '--resume_model_path',
-                            os.path.join(first, 'model-2.pdparams')]) == 0
+    assert (
+        apex_train.main(
+            [
+                '--config_path',
+                config,
+                '--model_dir',
+                second,
+                '--resume_model_path',
+                os.path.join(first, 'model-2.pdparams'),
+            ]
+        )
+        == 0
+    )
     assert read_checkpoint_info(second)['checkpoints'] == {'3': 'model-3.pdparams'}
-    assert apex_train.main(['--config_path', config, '--model_dir', first, '--resume_iter', '2',
-                            'train.num_iters', '4']) == 0
+    assert (
+        apex_train.main(['--config_path', config, '--model_dir', first, '--resume_iter', '2', 'train.num_iters', '4'])
+        == 0
+    )
     assert read_checkpoint_info(first)['last'] == 'model-4.pdparams'
 
 
@@ -78,23 +92,31 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     assert apex_train.main(['--config_path', config, '--model_dir', model_dir]) == 0
     err = run_error(['--config_path', 'isaid.factseg_demo', '--model_dir', model_dir], capsys)
     assert 'holds a checkpoint of config' in err and 'isaid.factseg_demo' in err
-    err = run_error(['--config_path', config, '--model_dir', model_dir, 'model.params.foreground.fpn.out_channels',
-                     '24'], capsys)
+    err = run_error(
+        ['--config_path', config, '--model_dir', model_dir, 'model.params.foreground.fpn.out_channels', '24'], capsys
+    )
     assert 'another model section' in err
 
     err = run_error(['--config_path', config, '--model_dir', model_dir, '--resume_iter', '7'], capsys)
     assert 'model-7.pdparams does not exist' in err
     weights_only = str(tmp_path / 'weights.pdparams')
     paddle.save(load_checkpoint(os.path.join(model_dir, 'model-1.pdparams'))['model'], weights_only)
-    err = run_error(['--config_path', config, '--model_dir', str(tmp_path / 'other'), '--resume', weights_only],
-                    capsys)
+    err = run_error(['--config_path', config, '--model_dir', str(tmp_path / 'other'), '--resume', weights_only], capsys)
     assert 'model weights only' in err
 
-    err = run_error(['--config_path', config, '--model_dir', str(tmp_path / 'fresh'),
-                     'model.params.resnet_encoder.pretrained', 'pretrained/missing.pdparams'], capsys)
+    err = run_error(
+        [
+            '--config_path',
+            config,
+            '--model_dir',
+            str(tmp_path / 'fresh'),
+            'model.params.resnet_encoder.pretrained',
+            'pretrained/missing.pdparams',
+        ],
+        capsys,
+    )
     assert 'python torch_ref/convert.py resnet18' in err
-    err = run_error(['--config_path', config, '--model_dir', str(tmp_path / 'fresh'), 'train.num_iters', '0'],
-                    capsys)
+    err = run_error(['--config_path', config, '--model_dir', str(tmp_path / 'fresh'), 'train.num_iters', '0'], capsys)
     assert 'train.num_iters must be a positive int' in err
 
 
@@ -112,9 +134,19 @@ def test_ctrl_c_saves_a_complete_checkpoint_and_stops(tmp_path):
     config = write_tiny_config(tmp_path, num_iters=10000)
     model_dir = tmp_path / 'run'
     env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=REPO_ROOT)
-    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'apex_train.py'), '--config_path', config,
-                                '--model_dir', str(model_dir)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(REPO_ROOT, 'apex_train.py'),
+            '--config_path',
+            config,
+            '--model_dir',
+            str(model_dir),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 120
         while not (model_dir / 'train_log.jsonl').is_file() or not (model_dir / 'train_log.jsonl').read_text():

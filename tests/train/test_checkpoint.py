@@ -1,4 +1,5 @@
 """Checkpoint files: SimpleCV layout, atomic writes, tolerant weight loading, clear errors."""
+
 import json
 import os
 
@@ -11,8 +12,9 @@ from simplecv.core.errors import CheckpointError
 
 
 def tiny_state(step, value=0.0):
-    return dict(model={'w': paddle.full([2, 2], value)}, opt={}, global_step=step, config_name='isaid.demo',
-                config_digest='abc')
+    return dict(
+        model={'w': paddle.full([2, 2], value)}, opt={}, global_step=step, config_name='isaid.demo', config_digest='abc'
+    )
 
 
 def test_save_writes_the_checkpoint_and_points_the_info_at_it(tmp_path):
@@ -65,8 +67,10 @@ def test_a_crash_while_writing_the_info_keeps_the_old_info(tmp_path, monkeypatch
 
 def test_load_model_state_accepts_checkpoints_converted_files_and_bare_dicts(tmp_path):
     weights = {'conv.weight': paddle.ones([1, 1, 3, 3]), 'conv.bias': paddle.zeros([1])}
-    paddle.save(dict(model={'module.' + k: v for k, v in weights.items()}, global_step=60000),
-                str(tmp_path / 'converted.pdparams'))
+    paddle.save(
+        dict(model={'module.' + k: v for k, v in weights.items()}, global_step=60000),
+        str(tmp_path / 'converted.pdparams'),
+    )
     paddle.save(weights, str(tmp_path / 'bare.pdparams'))
     ckpt.save_checkpoint(str(tmp_path / 'run'), dict(model=weights, opt={}, global_step=7))
     state, step = ckpt.load_model_state(str(tmp_path / 'converted.pdparams'))

@@ -12,6 +12,7 @@ What is asserted:
 * evaluation during training and ``isaid_eval.py`` share the images out between the processes
   and sum the confusion matrices: the metric and the label maps are the single-process ones.
 """
+
 import json
 import os
 import signal
@@ -34,10 +35,18 @@ def launch(args, tmp_path, timeout=240):
     """Run ``python -m paddle.distributed.launch --nproc_per_node 2 ARGS``; return the combined worker logs."""
     log_dir = tmp_path / 'launch_logs'
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO_ROOT)
-    command = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2', '--log_dir',
-               str(log_dir)] + args
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        '-m',
+        'paddle.distributed.launch',
+        '--nproc_per_node',
+        '2',
+        '--log_dir',
+        str(log_dir),
+    ] + args
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         output = process.communicate(timeout=timeout)[0].decode(errors='replace')
     except subprocess.TimeoutExpired:
@@ -66,8 +75,10 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
 def test_apex_train_runs_data_parallel(tmp_path):
     config = write_tiny_config(tmp_path, num_iters=3, num_images=2, batch_size=2)
     model_dir = tmp_path / 'run'
-    logs = launch([os.path.join(REPO_ROOT, 'apex_train.py'), '--cpu', '--config_path', config, '--model_dir',
-                   str(model_dir)], tmp_path)
+    logs = launch(
+        [os.path.join(REPO_ROOT, 'apex_train.py'), '--cpu', '--config_path', config, '--model_dir', str(model_dir)],
+        tmp_path,
+    )
     assert '2 process(es) x batch 2' in logs
     assert 'SyncBatchNorm has no CPU kernel' in logs
     state = load_checkpoint(str(model_dir / read_checkpoint_info(str(model_dir))['last']))
@@ -80,8 +91,10 @@ def test_in_training_evaluation_is_shared_by_the_processes(tmp_path):
     """Both processes score their share of the validation images; rank 0 alone writes the record and the best."""
     config = write_tiny_config(tmp_path, num_iters=2, num_images=2, batch_size=2, eval_every=2, num_val=3)
     model_dir = tmp_path / 'run'
-    logs = launch([os.path.join(REPO_ROOT, 'apex_train.py'), '--cpu', '--config_path', config, '--model_dir',
-                   str(model_dir)], tmp_path)
+    logs = launch(
+        [os.path.join(REPO_ROOT, 'apex_train.py'), '--cpu', '--config_path', config, '--model_dir', str(model_dir)],
+        tmp_path,
+    )
     for rank in range(2):
         assert 'evaluation at step 2: mIoU' in (tmp_path / 'launch_logs' / ('workerlog.%d' % rank)).read_text()
     records = [json.loads(line) for line in (model_dir / 'eval_log.jsonl').read_text().splitlines()]
@@ -106,13 +119,36 @@ def test_isaid_eval_on_two_processes_gives_the_single_process_result(tmp_path):
     val = tmp_path / 'data' / 'val'
 
     def arguments(out):
-        return ['--config_path', config, '--ckpt_path', checkpoint, '--image_dir', str(val / 'images'),
-                '--mask_dir', str(val / 'masks'), '--patch_size', '64', '--stride', '32', '--backend', 'dygraph',
-                '--device', 'cpu', '--log_dir', str(tmp_path / out), '--vis_dir', str(tmp_path / out / 'vis')]
+        return [
+            '--config_path',
+            config,
+            '--ckpt_path',
+            checkpoint,
+            '--image_dir',
+            str(val / 'images'),
+            '--mask_dir',
+            str(val / 'masks'),
+            '--patch_size',
+            '64',
+            '--stride',
+            '32',
+            '--backend',
+            'dygraph',
+            '--device',
+            'cpu',
+            '--log_dir',
+            str(tmp_path / out),
+            '--vis_dir',
+            str(tmp_path / out / 'vis'),
+        ]
 
-    single = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'isaid_eval.py')] + arguments('single'),
-                            cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT), capture_output=True,
-                            timeout=240)
+    single = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, 'isaid_eval.py')] + arguments('single'),
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        capture_output=True,
+        timeout=240,
+    )
     assert single.returncode == 0, single.stderr.decode()[-3000:]
     launch([os.path.join(REPO_ROOT, 'isaid_eval.py')] + arguments('shared'), tmp_path)
     results = {out: json.loads((tmp_path / out / 'eval_model-7.json').read_text()) for out in ('single', 'shared')}
@@ -122,5 +158,8 @@ def test_isaid_eval_on_two_processes_gives_the_single_process_result(tmp_path):
     names = sorted(os.listdir(tmp_path / 'single' / 'vis'))
     assert len(names) == 3 and names == sorted(os.listdir(tmp_path / 'shared' / 'vis'))
     for name in names:
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'shared' / 'vis' / name)),
-                                      np.asarray(Image.open(tmp_path / 'single' / 'vis' / name)), err_msg=name)
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(tmp_path / 'shared' / 'vis' / name)),
+            np.asarray(Image.open(tmp_path / 'single' / 'vis' / name)),
+            err_msg=name,
+        )

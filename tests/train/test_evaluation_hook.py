@@ -1,4 +1,5 @@
 """Evaluation during training (``train.eval_interval_iter`` / ``eval_after_train`` on ``data.test``) end to end."""
+
 import json
 import os
 
@@ -34,7 +35,7 @@ def test_evaluations_are_logged_and_the_best_model_is_kept(evaluated_run):
     config, folder = evaluated_run
     run = folder / 'with'
     records = _records(run / 'eval_log.jsonl')
-    assert [r['step'] for r in records] == [2, 4]   # after the last step: already evaluated at step 4
+    assert [r['step'] for r in records] == [2, 4]  # after the last step: already evaluated at step 4
     assert all(0 <= r['miou'] <= 1 and len(r['iou']) == 16 for r in records)
     best_record = max(records, key=lambda r: r['miou'])
     best = read_checkpoint_info(str(run))['best']
@@ -53,9 +54,24 @@ def test_the_recorded_miou_is_what_isaid_eval_measures(evaluated_run):
     """The hook runs the official sliding-window procedure of data.test (its windows, its normalisation)."""
     config, folder = evaluated_run
     val = folder / 'data' / 'val'
-    result = isaid_eval.main(['--config_path', config, '--ckpt_path', str(folder / 'with' / 'model-4.pdparams'),
-                              '--image_dir', str(val / 'images'), '--mask_dir', str(val / 'masks'),
-                              '--patch_size', '64', '--stride', '32', '--backend', 'dygraph'])[0]
+    result = isaid_eval.main(
+        [
+            '--config_path',
+            config,
+            '--ckpt_path',
+            str(folder / 'with' / 'model-4.pdparams'),
+            '--image_dir',
+            str(val / 'images'),
+            '--mask_dir',
+            str(val / 'masks'),
+            '--patch_size',
+            '64',
+            '--stride',
+            '32',
+            '--backend',
+            'dygraph',
+        ]
+    )[0]
     recorded = _records(folder / 'with' / 'eval_log.jsonl')[-1]
     assert recorded['miou'] == result['miou'] and recorded['iou'] == result['iou']
 
@@ -78,16 +94,26 @@ def test_a_resumed_run_keeps_the_best_so_far_and_the_same_records(evaluated_run,
     first = read_checkpoint_info(str(parts))['best']
     assert first['global_step'] == 2
     _train(config, parts)
-    scores = {run: [(r['step'], r['miou'], r['iou']) for r in _records(run / 'eval_log.jsonl')]
-              for run in (parts, folder / 'with')}
+    scores = {
+        run: [(r['step'], r['miou'], r['iou']) for r in _records(run / 'eval_log.jsonl')]
+        for run in (parts, folder / 'with')
+    }
     assert scores[parts] == scores[folder / 'with']
     assert read_checkpoint_info(str(parts))['best'] == read_checkpoint_info(str(folder / 'with'))['best']
 
 
 def test_evaluation_without_validation_folders_is_refused_before_training(tmp_path, capsys):
     config = write_tiny_config(tmp_path, num_iters=2, eval_every=1)
-    status = apex_train.main(['--config_path', config, '--model_dir', str(tmp_path / 'run'),
-                              'data.test.params.mask_dir', str(tmp_path / 'nowhere')])
+    status = apex_train.main(
+        [
+            '--config_path',
+            config,
+            '--model_dir',
+            str(tmp_path / 'run'),
+            'data.test.params.mask_dir',
+            str(tmp_path / 'nowhere'),
+        ]
+    )
     assert status == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith('apex_train.py: error: ') and 'nowhere' in line

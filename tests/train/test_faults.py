@@ -3,6 +3,7 @@ and that nothing was lost (the last checkpoint and checkpoint_info.json load, an
 
 The split has four 64x64 images read one per step, so "the image of step 3" is known in advance.
 """
+
 import errno
 import os
 import shutil
@@ -68,8 +69,9 @@ def test_bad_label_found_by_a_loader_worker_process(tmp_path):
     split = LabelSplit(tmp_path, num_iters=4)
     split.break_label(step=3, value=200)
     model_dir = tmp_path / 'run'
-    code, output = run_script(['apex_train.py'] + split.argv(model_dir, 'data.train.params.num_workers', '2'),
-                              timeout=120)
+    code, output = run_script(
+        ['apex_train.py'] + split.argv(model_dir, 'data.train.params.num_workers', '2'), timeout=120
+    )
     assert code == 2, output[-3000:]
     line = last_line(output)
     assert line.startswith('apex_train.py: error: ') and str(split.label(3)) in line and '[200]' in line, line
@@ -104,7 +106,7 @@ def test_file_removed_mid_run(tmp_path, capsys, monkeypatch):
     assert_checkpoint(model_dir, 4)
 
 
-KILLED_WHILE_SAVING = '''
+KILLED_WHILE_SAVING = """
 import sys
 import time
 
@@ -123,7 +125,7 @@ def save_forever(state, path):
 
 paddle.save = save_forever
 sys.exit(apex_train.main(sys.argv[1:]))
-'''
+"""
 
 
 def test_sigkill_while_a_checkpoint_is_written(tmp_path, capsys):
@@ -131,8 +133,14 @@ def test_sigkill_while_a_checkpoint_is_written(tmp_path, capsys):
     model_dir = tmp_path / 'run'
     assert apex_train.main(split.argv(model_dir, 'train.num_iters', '1')) == 0
     env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=REPO_ROOT)
-    process = subprocess.Popen([sys.executable, '-c', KILLED_WHILE_SAVING] + split.argv(model_dir), cwd=REPO_ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, '-c', KILLED_WHILE_SAVING] + split.argv(model_dir),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         output = []
         for line in process.stdout:
@@ -200,8 +208,10 @@ def test_read_only_model_dir_is_refused_before_training(tmp_path, capsys, monkey
     with small_disk(model_dir, 200) as mounted:
         assert apex_train.main(split.argv(model_dir)) == 0
         if not (mounted and remount_read_only(model_dir)):
+
             def read_only(path, *args, **kwargs):
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
             monkeypatch.setattr(output_guard, 'open', read_only, raising=False)
         capsys.readouterr()
         assert apex_train.main(split.argv(model_dir, 'train.num_iters', '2')) == 2
@@ -230,8 +240,13 @@ def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path):
     split = LabelSplit(tmp_path, num_iters=4)
     model_dir = tmp_path / 'run'
     env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=REPO_ROOT)
-    process = subprocess.Popen([sys.executable, 'apex_train.py'] + split.argv(model_dir, 'train.num_iters', '10000'),
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, 'apex_train.py'] + split.argv(model_dir, 'train.num_iters', '10000'),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     log = model_dir / 'train_log.jsonl'
     try:
         deadline = time.time() + 120
@@ -246,8 +261,9 @@ def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path):
     assert process.returncode == 143, output[-3000:]
     assert 'SIGTERM: stopping after this step and saving a checkpoint' in output
     step = read_checkpoint_info(str(model_dir))['global_step']
-    assert last_line(output).endswith('stopped by SIGTERM at step %d of 10000; run the same command again to '
-                                      'continue' % step)
+    assert last_line(output).endswith(
+        'stopped by SIGTERM at step %d of 10000; run the same command again to continue' % step
+    )
     assert_checkpoint(model_dir, step)
     assert 'Traceback' not in output and 'FatalError' not in output
 
@@ -275,8 +291,9 @@ def test_visualdl_records_on_a_full_disk_stop_the_run(tmp_path):
             pytest.skip('needs a tmpfs mount (root): VisualDL writes from its own thread, nothing to inject into')
         hook = VisualDLHook(str(folder), interval=1)
         hook.before_train(None)
-        trainer = SimpleNamespace(global_step=1, skipped_steps=0,
-                                  last_step=StepResult({'joint_loss': 1.5}, 0.007, 2.0, False, 2))
+        trainer = SimpleNamespace(
+            global_step=1, skipped_steps=0, last_step=StepResult({'joint_loss': 1.5}, 0.007, 2.0, False, 2)
+        )
         hook.after_step(trainer)
         with open(folder / 'filler', 'wb', buffering=0) as stream:
             for chunk in (65536, 1):  # to the last byte

@@ -3,6 +3,7 @@
 Rank r reads every second sample of the epoch from r, one per step, so rank 0 reads the image of
 the epoch's third sample at step 2 while rank 1 reads the fourth.
 """
+
 import os
 import signal
 import subprocess
@@ -24,10 +25,20 @@ def launch(argv, log_dir, timeout=180, until=None):
         tuple: ``(launcher exit code, launcher output, [worker 0 log, worker 1 log])``.
     """
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO_ROOT)
-    command = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2', '--log_dir',
-               str(log_dir), 'apex_train.py', '--cpu'] + argv
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        '-m',
+        'paddle.distributed.launch',
+        '--nproc_per_node',
+        '2',
+        '--log_dir',
+        str(log_dir),
+        'apex_train.py',
+        '--cpu',
+    ] + argv
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         if until is not None:
             until(process)
@@ -71,8 +82,9 @@ def test_sigterm_to_the_launcher_stops_both_ranks_at_one_saved_step(tmp_path):
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
 
-    code, output, logs = launch(split.argv(model_dir, 'train.num_iters', '10000'), tmp_path / 'logs',
-                                until=terminate_after_first_step)
+    code, output, logs = launch(
+        split.argv(model_dir, 'train.num_iters', '10000'), tmp_path / 'logs', until=terminate_after_first_step
+    )
     assert code != 0
     step = read_checkpoint_info(str(model_dir))['global_step']
     # The launcher signals the processes one after the other; the first signal stops both at one step.

@@ -1,4 +1,5 @@
 """Poly learning rate with SimpleCV's one-step lag (spec §8.3)."""
+
 import paddle
 import pytest
 
@@ -21,7 +22,7 @@ def test_exact_values_at_given_steps():
     assert schedule.lr_at(0) == 0.007
     assert schedule.lr_at(1) == 0.007
     assert schedule.lr_at(2) == pytest.approx(0.007 * (1 - 1 / 60000) ** 0.9, rel=1e-15)
-    assert schedule.lr_at(30001) == pytest.approx(0.007 * 0.5 ** 0.9, rel=1e-15)
+    assert schedule.lr_at(30001) == pytest.approx(0.007 * 0.5**0.9, rel=1e-15)
     # The last of 60k steps runs with the rate of step 59,998, not 0.
     assert schedule.lr_at(59999) == pytest.approx(0.007 * (2 / 60000) ** 0.9, rel=1e-12)
     assert schedule.lr_at(59999) > 0
@@ -48,11 +49,14 @@ def test_built_from_the_official_config_block():
     assert schedule.state_dict() == dict(type='poly', base_lr=0.007, power=0.9, max_iters=60000)
 
 
-@pytest.mark.parametrize('block, match', [
-    (dict(type='cosine', params=dict()), "no learning-rate schedule named 'cosine'"),
-    (dict(type='poly', params=dict(base_lr=0.1, power=0.9)), 'learning_rate.params do not fit'),
-    (dict(type='poly', params=dict(base_lr=0.1, power=0.9, max_iters=0)), 'max_iters > 0'),
-])
+@pytest.mark.parametrize(
+    'block, match',
+    [
+        (dict(type='cosine', params=dict()), "no learning-rate schedule named 'cosine'"),
+        (dict(type='poly', params=dict(base_lr=0.1, power=0.9)), 'learning_rate.params do not fit'),
+        (dict(type='poly', params=dict(base_lr=0.1, power=0.9, max_iters=0)), 'max_iters > 0'),
+    ],
+)
 def test_bad_blocks_are_refused(block, match):
     with pytest.raises(ConfigError, match=match):
         make_learning_rate(block)

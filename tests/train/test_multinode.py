@@ -6,6 +6,7 @@ processes (CPU, gloo) train the test-sized demo config with ``apex_train.py``; a
 global batch in both layouts, so the runs must end with the same weights, BatchNorm statistics and
 logged losses and gradient norms.
 """
+
 import json
 import os
 import signal
@@ -34,11 +35,14 @@ def free_port():
 def start_launcher(launch_args, config, model_dir, log_dir):
     """Start ``python -m paddle.distributed.launch LAUNCH_ARGS apex_train.py ...`` in its own process group."""
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO_ROOT)
-    command = ([sys.executable, '-m', 'paddle.distributed.launch', '--log_dir', str(log_dir)] + launch_args
-               + [os.path.join(REPO_ROOT, 'apex_train.py'), '--cpu', '--config_path', config,
-                  '--model_dir', str(model_dir)])
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    command = (
+        [sys.executable, '-m', 'paddle.distributed.launch', '--log_dir', str(log_dir)]
+        + launch_args
+        + [os.path.join(REPO_ROOT, 'apex_train.py'), '--cpu', '--config_path', config, '--model_dir', str(model_dir)]
+    )
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_all(processes, timeout=TIMEOUT):
@@ -51,7 +55,7 @@ def wait_all(processes, timeout=TIMEOUT):
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-        tails = [p.communicate()[0].decode(errors='replace')[-2000:] for p in processes[len(outputs):]]
+        tails = [p.communicate()[0].decode(errors='replace')[-2000:] for p in processes[len(outputs) :]]
         pytest.fail('the launchers did not finish in %d s:\n%s' % (timeout, '\n'.join(outputs + tails)))
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-4000:]
@@ -80,8 +84,15 @@ def test_two_nodes_on_loopback_equal_one_node_with_two_processes(tmp_path):
 
     master = '127.0.0.1:%d' % free_port()
     node_logs = [tmp_path / ('log_node%d' % rank) for rank in range(2)]
-    launchers = [start_launcher(['--nnodes', '2', '--master', master, '--rank', str(rank), '--nproc_per_node', '1'],
-                                config, multi_dir, node_logs[rank]) for rank in range(2)]
+    launchers = [
+        start_launcher(
+            ['--nnodes', '2', '--master', master, '--rank', str(rank), '--nproc_per_node', '1'],
+            config,
+            multi_dir,
+            node_logs[rank],
+        )
+        for rank in range(2)
+    ]
     outputs = wait_all(launchers)
 
     for rank, (log_dir, output) in enumerate(zip(node_logs, outputs)):

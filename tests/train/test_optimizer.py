@@ -1,4 +1,5 @@
 """SGD (Paddle Momentum) with weight decay on all parameters and global-norm clipping (spec §8.2, §10.5)."""
+
 import numpy as np
 import paddle
 import pytest
@@ -7,8 +8,9 @@ from simplecv.core.errors import ConfigError
 from simplecv.core.registry import OPT
 from simplecv.opt import make_optimizer
 
-OFFICIAL_BLOCK = dict(type='sgd', params=dict(momentum=0.9, weight_decay=0.0001),
-                      grad_clip=dict(max_norm=35, norm_type=2))
+OFFICIAL_BLOCK = dict(
+    type='sgd', params=dict(momentum=0.9, weight_decay=0.0001), grad_clip=dict(max_norm=35, norm_type=2)
+)
 
 
 class TwoTensors(paddle.nn.Layer):
@@ -54,7 +56,7 @@ def test_matches_torch_sgd_semantics_with_clipping_and_decay():
     block = dict(type='sgd', params=dict(momentum=0.9, weight_decay=0.01), grad_clip=dict(max_norm=35, norm_type=2))
     got = run_paddle(a, b, ca, cb, block, steps=3)
     want = torch_sgd_reference([a, b], [ca, cb], 0.05, 0.9, 0.01, 35, steps=3)
-    assert np.sqrt((ca.astype(np.float64) ** 2).sum() + (cb ** 2).sum()) > 35  # clipping is active
+    assert np.sqrt((ca.astype(np.float64) ** 2).sum() + (cb**2).sum()) > 35  # clipping is active
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
 
@@ -81,7 +83,7 @@ def test_clipping_is_global_not_per_tensor():
     # clipping at 35 would leave the first one as it is).
     a, b = np.zeros(1, 'float32'), np.zeros(1, 'float32')
     block = dict(type='sgd', params=dict(momentum=0.0, weight_decay=0.0), grad_clip=dict(max_norm=35, norm_type=2))
-    new_a, new_b = run_paddle(a, b, np.array([30.], 'float32'), np.array([40.], 'float32'), block, steps=1, lr=1.0)
+    new_a, new_b = run_paddle(a, b, np.array([30.0], 'float32'), np.array([40.0], 'float32'), block, steps=1, lr=1.0)
     np.testing.assert_allclose(new_a, [-30 * 35 / 50], rtol=1e-6)
     np.testing.assert_allclose(new_b, [-40 * 35 / 50], rtol=1e-6)
 
@@ -89,8 +91,15 @@ def test_clipping_is_global_not_per_tensor():
 def test_weight_decay_reaches_every_parameter():
     # A parameter with zero gradient (like a BN beta far from the loss) still decays.
     block = dict(type='sgd', params=dict(momentum=0.9, weight_decay=0.1), grad_clip=None)
-    new_a, _ = run_paddle(np.ones(2, 'float32'), np.ones(1, 'float32'), np.zeros(2, 'float32'),
-                          np.ones(1, 'float32'), block, steps=1, lr=1.0)
+    new_a, _ = run_paddle(
+        np.ones(2, 'float32'),
+        np.ones(1, 'float32'),
+        np.zeros(2, 'float32'),
+        np.ones(1, 'float32'),
+        block,
+        steps=1,
+        lr=1.0,
+    )
     np.testing.assert_allclose(new_a, [0.9, 0.9], rtol=1e-6)
 
 
@@ -103,13 +112,16 @@ def test_official_block_builds_momentum_with_global_clip():
     assert optimizer.get_lr() == pytest.approx(0.007)
 
 
-@pytest.mark.parametrize('block, match', [
-    (dict(OFFICIAL_BLOCK, type='adamw'), "no optimizer named 'adamw'"),
-    (dict(OFFICIAL_BLOCK, params=dict(momentum=0.9, dampening=0.1)), 'optimizer.params do not fit'),
-    (dict(OFFICIAL_BLOCK, grad_clip=dict(max_norm=35, norm_type=1)), 'norm_type=1 is not supported'),
-    (dict(OFFICIAL_BLOCK, grad_clip=dict(max_norm=-1)), 'max_norm must be a positive number'),
-    (dict(OFFICIAL_BLOCK, grad_clip=dict(max_nrom=35)), 'unknown key'),
-])
+@pytest.mark.parametrize(
+    'block, match',
+    [
+        (dict(OFFICIAL_BLOCK, type='adamw'), "no optimizer named 'adamw'"),
+        (dict(OFFICIAL_BLOCK, params=dict(momentum=0.9, dampening=0.1)), 'optimizer.params do not fit'),
+        (dict(OFFICIAL_BLOCK, grad_clip=dict(max_norm=35, norm_type=1)), 'norm_type=1 is not supported'),
+        (dict(OFFICIAL_BLOCK, grad_clip=dict(max_norm=-1)), 'max_norm must be a positive number'),
+        (dict(OFFICIAL_BLOCK, grad_clip=dict(max_nrom=35)), 'unknown key'),
+    ],
+)
 def test_bad_blocks_are_refused(block, match):
     with pytest.raises(ConfigError, match=match):
         make_optimizer(block, paddle.nn.Linear(2, 2).parameters(), 0.01)

@@ -1,4 +1,5 @@
 """tools/run_demo.py end to end at toy size: data, training, evaluation, IoU table."""
+
 import os
 import sys
 
@@ -9,8 +10,22 @@ import run_demo  # noqa: E402
 
 
 def test_the_demo_generates_trains_evaluates_and_prints_the_table(tmp_path, capsys):
-    argv = ['--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'out'), '--num_train', '1', '--num_val', '1',
-            '--size', '64', 'train.num_iters', '2', 'data.train.params.batch_size', '1']
+    argv = [
+        '--data',
+        str(tmp_path / 'data'),
+        '--out',
+        str(tmp_path / 'out'),
+        '--num_train',
+        '1',
+        '--num_val',
+        '1',
+        '--size',
+        '64',
+        'train.num_iters',
+        '2',
+        'data.train.params.batch_size',
+        '1',
+    ]
     assert run_demo.main(argv) == 0
     out = capsys.readouterr().out
     assert '[1/3] generating demo data' in out

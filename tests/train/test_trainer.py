@@ -1,4 +1,5 @@
 """The iteration loop: loss goes down, exact resume, skipped non-finite steps, AMP on CPU, hooks."""
+
 import json
 import math
 import os
@@ -88,8 +89,12 @@ def test_non_finite_gradients_skip_the_update_but_count_the_step():
     paddle.seed(0)
     model = NaNOnSecondStep()
     schedule = PolyLearningRate(base_lr=0.1, power=0.9, max_iters=3)
-    trainer = Trainer(model, make_optimizer(dict(type='sgd', params=dict(momentum=0.9)), model.parameters(), 0.1),
-                      schedule, num_iters=3)
+    trainer = Trainer(
+        model,
+        make_optimizer(dict(type='sgd', params=dict(momentum=0.9)), model.parameters(), 0.1),
+        schedule,
+        num_iters=3,
+    )
     loader = iter(tiny_loader())
     trainer.run_step(next(loader))
     before = parameters_of(model)
@@ -107,8 +112,7 @@ def test_amp_levels_run_on_cpu(level):
     paddle.seed(0)
     model = TinySegmenter()
     schedule = PolyLearningRate(base_lr=0.1, power=0.9, max_iters=4)
-    optimizer = make_optimizer(dict(type='sgd', params=dict(momentum=0.9, weight_decay=1e-4)), model.parameters(),
-                               0.1)
+    optimizer = make_optimizer(dict(type='sgd', params=dict(momentum=0.9, weight_decay=1e-4)), model.parameters(), 0.1)
     model, optimizer, scaler = prepare_amp(model, optimizer, level, 'float16')
     assert isinstance(scaler, paddle.amp.GradScaler)
     recorder = Recorder()
@@ -155,8 +159,9 @@ def test_a_model_without_losses_is_reported():
             return {'logits': self.conv(x)}
 
     model = NoLoss()
-    trainer = Trainer(model, make_optimizer(dict(type='sgd'), model.parameters(), 0.1),
-                      PolyLearningRate(0.1, 0.9, 2), 2)
+    trainer = Trainer(
+        model, make_optimizer(dict(type='sgd'), model.parameters(), 0.1), PolyLearningRate(0.1, 0.9, 2), 2
+    )
     with pytest.raises(ValueError, match="keys ending in 'loss', got \\['logits'\\]"):
         trainer.train(tiny_loader())
 

@@ -1,4 +1,5 @@
 """Small models and data for the training-engine tests (imported by the tests and the 2-process worker)."""
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -51,16 +52,20 @@ def collate(samples):
 def tiny_loader(num_samples=10, batch_size=4, rank=0, world_size=1):
     """A data loader with :class:`StepBatchSampler` (so it can resume) over :class:`TinyDataset`."""
     sampler = StepBatchSampler(num_samples, batch_size, seed=7, rank=rank, world_size=world_size)
-    return paddle.io.DataLoader(TinyDataset(num_samples), batch_sampler=sampler, collate_fn=collate,
-                                num_workers=0, return_list=True)
+    return paddle.io.DataLoader(
+        TinyDataset(num_samples), batch_sampler=sampler, collate_fn=collate, num_workers=0, return_list=True
+    )
 
 
 def tiny_trainer(num_iters, hooks=(), batch_norm=True, amp_level='O0', lr=0.1, seed=0):
     """A trainer for :class:`TinySegmenter` built as ``apex_train.py`` builds it: official optimizer, poly schedule."""
     paddle.seed(seed)
     model = TinySegmenter(batch_norm=batch_norm)
-    config = AttrDict(learning_rate=dict(type='poly', params=dict(base_lr=lr, power=0.9, max_iters=num_iters)),
-                      optimizer=SGD_BLOCK, train=dict(num_iters=num_iters))
+    config = AttrDict(
+        learning_rate=dict(type='poly', params=dict(base_lr=lr, power=0.9, max_iters=num_iters)),
+        optimizer=SGD_BLOCK,
+        train=dict(num_iters=num_iters),
+    )
     return build_trainer(config, model, hooks, opt_level=amp_level)
 
 
@@ -92,8 +97,18 @@ config['data']['test']['params'].update(image_dir={val_image_dir!r}, mask_dir={v
 '''
 
 
-def write_tiny_config(folder, num_iters=6, batch_size=2, patch=64, num_images=2, image_size=128, save_every=0,
-                      eval_every=0, eval_after_train=False, num_val=1):
+def write_tiny_config(
+    folder,
+    num_iters=6,
+    batch_size=2,
+    patch=64,
+    num_images=2,
+    image_size=128,
+    save_every=0,
+    eval_every=0,
+    eval_after_train=False,
+    num_val=1,
+):
     """Write demo data (``num_images`` training, ``num_val`` validation images) and a test-sized demo config.
 
     The validation split is ``data.test`` (windows of ``patch`` at stride ``patch // 2``), evaluated
@@ -105,8 +120,18 @@ def write_tiny_config(folder, num_iters=6, batch_size=2, patch=64, num_images=2,
     folders = generate_demo_dataset(str(folder / 'data'), num_images, num_val, (image_size, image_size), seed=1)
     (image_dir, mask_dir), (val_image_dir, val_mask_dir) = folders['train'], folders['val']
     path = folder / 'tiny_demo.py'
-    path.write_text(TINY_CONFIG.format(patch=patch, image_dir=image_dir, mask_dir=mask_dir, batch_size=batch_size,
-                                       num_iters=num_iters, save_every=save_every, eval_every=eval_every,
-                                       eval_after_train=eval_after_train, val_image_dir=val_image_dir,
-                                       val_mask_dir=val_mask_dir))
+    path.write_text(
+        TINY_CONFIG.format(
+            patch=patch,
+            image_dir=image_dir,
+            mask_dir=mask_dir,
+            batch_size=batch_size,
+            num_iters=num_iters,
+            save_every=save_every,
+            eval_every=eval_every,
+            eval_after_train=eval_after_train,
+            val_image_dir=val_image_dir,
+            val_mask_dir=val_mask_dir,
+        )
+    )
     return str(path)

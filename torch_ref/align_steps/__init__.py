@@ -3,6 +3,7 @@
 Every module has ``NAME``, ``THRESHOLD`` and ``run(out_dir, options) -> StepResult``
 (:class:`torch_ref.align_steps.common.StepOptions`, :class:`~torch_ref.align_steps.common.StepResult`).
 """
+
 import importlib
 
 STEPS = ('forward', 'metric', 'loss', 'backward', 'train')

@@ -81,7 +81,7 @@ def make_batches(size, count, seed):
     for _ in range(count):
         images = rng.standard_normal((BATCH, 3, size, size))
         labels = np.full(BATCH * size * size, 255, dtype=np.int64)
-        valid = rng.permutation(labels.size)[:int(VALID_FRACTION * labels.size)]
+        valid = rng.permutation(labels.size)[: int(VALID_FRACTION * labels.size)]
         labels[valid] = rng.randint(0, 16, size=valid.size)
         batches.append((images, labels.reshape(BATCH, size, size)))
     return batches
@@ -130,13 +130,20 @@ def run(out_dir, options):
     trainer = build_trainer(config, wrapped)
     wrapped.train()
     sgd = config.optimizer.params
-    loop = common.OfficialTrainLoop(torch_model, base_lr=lr_config.base_lr,
-                                    power=lr_config.power, max_iters=lr_config.max_iters,
-                                    momentum=sgd.momentum, weight_decay=sgd.weight_decay, max_norm=max_norm)
+    loop = common.OfficialTrainLoop(
+        torch_model,
+        base_lr=lr_config.base_lr,
+        power=lr_config.power,
+        max_iters=lr_config.max_iters,
+        momentum=sgd.momentum,
+        weight_decay=sgd.weight_decay,
+        max_norm=max_norm,
+    )
     weight_names = [name for name, p in paddle_model.named_parameters() if not p.stop_gradient]
     resync = resynced(options)
-    sample = np.sort(np.random.RandomState(options.seed).permutation(
-        sum(before[name].size for name in weight_names))[:UPDATE_SAMPLE])
+    sample = np.sort(
+        np.random.RandomState(options.seed).permutation(sum(before[name].size for name in weight_names))[:UPDATE_SAMPLE]
+    )
 
     series = {side: {'loss': [], 'lr': [], 'grad_norm': []} for side in ('paddle', 'torch')}
     updates = {'paddle': {}, 'torch': {}}
@@ -145,8 +152,11 @@ def run(out_dir, options):
     for index, ((images, labels), scale) in enumerate(zip(batches, scales)):
         wrapped.scale = scale
         result = trainer.run_step((common.as_paddle(images), {'cls': common.as_paddle(labels)}))
-        for key, value in (('loss', sum(result.losses.values()) / scale), ('lr', result.lr),
-                           ('grad_norm', result.grad_norm)):
+        for key, value in (
+            ('loss', sum(result.losses.values()) / scale),
+            ('lr', result.lr),
+            ('grad_norm', result.grad_norm),
+        ):
             series['paddle'][key].append(value)
         for key, value in zip(('loss', 'lr', 'grad_norm'), loop.step(images, labels, loss_scale=scale)):
             series['torch'][key].append(value)
@@ -176,20 +186,39 @@ def run(out_dir, options):
     clipped = [i for i, n in enumerate(norms) if n > max_norm]
     precondition = None
     if not clipped or len(clipped) == len(norms):
-        precondition = ('gradient clipping was not exercised both ways: iterations clipped %s of %d (global '
-                        'norms %s)' % (clipped, len(norms), np.round(norms, 2).tolist()))
+        precondition = (
+            'gradient clipping was not exercised both ways: iterations clipped %s of %d (global '
+            'norms %s)' % (clipped, len(norms), np.round(norms, 2).tolist())
+        )
     notes = [
-        '%d iterations, %s, batch %dx3x%dx%d, %s, loss x %s, base learning rate %.4g, %s' % (
-            ITERATIONS, 'official ResNet-50' if options.full else 'factseg_demo model', BATCH, size, size, DTYPE,
-            ' / '.join('%.4g' % v for v in scales[:len(CLIP_FACTORS)]), lr_config.base_lr,
-            'Paddle weights reset to the reference\'s after every iteration' if resync else 'free-running'),
+        '%d iterations, %s, batch %dx3x%dx%d, %s, loss x %s, base learning rate %.4g, %s'
+        % (
+            ITERATIONS,
+            'official ResNet-50' if options.full else 'factseg_demo model',
+            BATCH,
+            size,
+            size,
+            DTYPE,
+            ' / '.join('%.4g' % v for v in scales[: len(CLIP_FACTORS)]),
+            lr_config.base_lr,
+            "Paddle weights reset to the reference's after every iteration" if resync else 'free-running',
+        ),
         'global gradient norms (reference, before clipping, limit %g): %s; clipped iterations %s'
         % (max_norm, np.round(norms, 2).tolist(), clipped),
         'learning rates: %s' % ['%.6g' % v for v in torch_series['lr']],
         'losses: %s' % ['%.8g' % v for v in torch_series['loss']],
     ] + _unchecked_notes(paddle_series, torch_series, paddle_after, torch_after, before, groups)
-    return common.compare(NAME, out_dir, paddle_data, torch_data, THRESHOLD, method='max',
-                          l2_keys=list(groups) + list(updates['torch']), notes=notes, precondition=precondition)
+    return common.compare(
+        NAME,
+        out_dir,
+        paddle_data,
+        torch_data,
+        THRESHOLD,
+        method='max',
+        l2_keys=list(groups) + list(updates['torch']),
+        notes=notes,
+        precondition=precondition,
+    )
 
 
 def _copy_weights(paddle_model, state, names):
@@ -211,7 +240,8 @@ def _relative(a, b):
 def _unchecked_notes(paddle_series, torch_series, paddle_after, torch_after, before, groups):
     """Reported, not checked: gradient norms, the worst single tensor's update, BN running variances."""
     grad = np.abs(np.subtract(paddle_series['grad_norm'], torch_series['grad_norm'])) / np.asarray(
-        torch_series['grad_norm'])
+        torch_series['grad_norm']
+    )
     tensors = sorted((_relative(paddle_after[k] - before[k], torch_after[k] - before[k]), k) for k in groups['weights'])
     variances = [k for k in torch_after if k.endswith('._variance')]
     variance = max((_relative(paddle_after[k] - before[k], torch_after[k] - before[k]) for k in variances), default=0.0)

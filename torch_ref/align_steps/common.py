@@ -13,6 +13,7 @@ writes ``<step>_diff.log`` with its ``report()``. ``report()`` returns nothing, 
 comes from ``reprod_log.utils.check_print_diff`` on the same diff table, with the same method
 and threshold as the log. NaN in a diff counts as infinitely large.
 """
+
 import contextlib
 import copy
 import io
@@ -118,8 +119,9 @@ def make_twin_models(params, seed, dtype='float32'):
     torch.manual_seed(seed)
     torch_model = reference.FactSeg(params)
     reference.randomize_batchnorm_(torch_model, torch.Generator().manual_seed(seed + 1))
-    state, report = convert.convert_factseg_state_dict(torch_model.state_dict(),
-                                                       convert.factseg_expected_shapes(params))
+    state, report = convert.convert_factseg_state_dict(
+        torch_model.state_dict(), convert.factseg_expected_shapes(params)
+    )
     report.raise_if_failed('the reference model')
     paddle_model = build_paddle_model(params, state)
     torch_model.to(getattr(torch, dtype))
@@ -167,8 +169,7 @@ class OfficialTrainLoop:
         self.power = power
         self.max_iters = max_iters
         self.max_norm = max_norm
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=momentum,
-                                         weight_decay=weight_decay)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=momentum, weight_decay=weight_decay)
         self.global_step = 0
 
     def step(self, images, labels, loss_scale=1.0):
@@ -186,12 +187,14 @@ class OfficialTrainLoop:
         lr = self.optimizer.param_groups[0]['lr']
         self.model.train()
         param = next(self.model.parameters())
-        outputs = self.model(torch.from_numpy(np.asarray(images)).to(param.dtype),
-                             {'cls': torch.from_numpy(np.asarray(labels))})
+        outputs = self.model(
+            torch.from_numpy(np.asarray(images)).to(param.dtype), {'cls': torch.from_numpy(np.asarray(labels))}
+        )
         total = sum(value.mean() for key, value in outputs.items() if key.endswith('loss'))
         (total * loss_scale).backward()
         norm = torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], self.max_norm, norm_type=2)
+            [p for p in self.model.parameters() if p.requires_grad], self.max_norm, norm_type=2
+        )
         self.optimizer.step()
         self.optimizer.zero_grad()
         new_lr = self.base_lr * (1 - self.global_step / self.max_iters) ** self.power
@@ -212,6 +215,7 @@ def gradient_norm(model, images, labels):
 
 
 # ---------------------------------------------------------------------------------- diffs
+
 
 def _stats(values):
     values = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -293,8 +297,9 @@ def _write_report(helper, method, threshold, path):
         root.setLevel(level)
 
 
-def compare(name, out_dir, paddle_data, torch_data, threshold, method='mean', l2_keys=None, notes=(),
-            precondition=None):
+def compare(
+    name, out_dir, paddle_data, torch_data, threshold, method='mean', l2_keys=None, notes=(), precondition=None
+):
     """Save both sides, write ``<name>_diff.log`` and return the :class:`StepResult`.
 
     Args:
@@ -319,14 +324,16 @@ def compare(name, out_dir, paddle_data, torch_data, threshold, method='mean', l2
     helper = ReprodDiffHelper()
     paddle_info, torch_info = helper.load_info(paddle_path), helper.load_info(torch_path)
     if set(paddle_info) != set(torch_info):
-        raise ValueError('%s: the two sides recorded different keys: %s'
-                         % (name, sorted(set(paddle_info) ^ set(torch_info))))
+        raise ValueError(
+            '%s: the two sides recorded different keys: %s' % (name, sorted(set(paddle_info) ^ set(torch_info)))
+        )
     if method == 'mean':
         helper.diff_dict = absolute_diff(paddle_info, torch_info)
     else:
         helper.diff_dict = relative_diff(paddle_info, torch_info, set(l2_keys or ()))
-    passed = check_print_diff(helper.diff_dict, diff_method=method, diff_threshold=threshold,
-                              print_func=lambda *args: None)
+    passed = check_print_diff(
+        helper.diff_dict, diff_method=method, diff_threshold=threshold, print_func=lambda *args: None
+    )
     log_path = os.path.join(out_dir, '%s_diff.log' % name)
     _write_report(helper, method, threshold, log_path)
     notes = list(notes)
@@ -334,9 +341,10 @@ def compare(name, out_dir, paddle_data, torch_data, threshold, method='mean', l2
         notes.insert(0, 'FAILED: ' + precondition)
         passed = False
     with open(log_path, 'a') as stream:
-        stream.write('checked: %s %s diff <= %g per key; %s\n'
-                     % (method, 'absolute' if method == 'mean' else 'relative', threshold,
-                        'passed' if passed else 'FAILED'))
+        stream.write(
+            'checked: %s %s diff <= %g per key; %s\n'
+            % (method, 'absolute' if method == 'mean' else 'relative', threshold, 'passed' if passed else 'FAILED')
+        )
         for line in notes:
             stream.write('note: %s\n' % line)
     worst = max((leaf[method] for leaf in helper.diff_dict.values()), default=0.0)

@@ -18,6 +18,7 @@ values in the denormal range, where the frameworks' float32 kernels differ (Padd
 logits are ill-conditioned at random initialisation (reference float32 vs float64: ~1e-5).
 A trained model is far from both regimes; ``python torch_ref/align.py --seed N`` shows them.
 """
+
 import copy
 
 import numpy as np
@@ -65,19 +66,30 @@ def run(out_dir, options):
     x = np.random.RandomState(options.seed).standard_normal((BATCH, 3, size, size)).astype('float32')
     torch_model, paddle_model = common.make_twin_models(common.official_params(), options.seed)
     # Copies made before any train-mode pass, which would update the running statistics.
-    twins = {'float32': (torch_model, paddle_model),
-             'float64': (copy.deepcopy(torch_model).double(), copy.deepcopy(paddle_model).to(dtype='float64'))}
+    twins = {
+        'float32': (torch_model, paddle_model),
+        'float64': (copy.deepcopy(torch_model).double(), copy.deepcopy(paddle_model).to(dtype='float64')),
+    }
     outputs = {dtype: (_paddle_outputs(p, x, dtype), _torch_outputs(t, x, dtype)) for dtype, (t, p) in twins.items()}
     (p32, t32), (p64, t64) = outputs['float32'], outputs['float64']
     paddle_data = dict(eval_prob_fp64=p64[0], train_fg_logits_fp64=p64[3], train_bi_logits_fp64=p64[4])
     torch_data = dict(eval_prob_fp64=t64[0], train_fg_logits_fp64=t64[3], train_bi_logits_fp64=t64[4])
     notes = ['input %dx3x%dx%d, official ResNet-50 FactSeg, random weights and BN statistics' % (BATCH, size, size)]
-    for index, key in enumerate(('eval probabilities', 'eval fg logits', 'eval bi logits', 'train fg logits',
-                                 'train bi logits')):
-        notes.append('float32 %s: mean abs diff %.3g (reference float32 vs float64: %.3g; mean |value| %.3g)'
-                     % (key, np.abs(p32[index] - t32[index]).mean(), np.abs(t32[index] - t64[index]).mean(),
-                        np.abs(t64[index]).mean()))
+    for index, key in enumerate(
+        ('eval probabilities', 'eval fg logits', 'eval bi logits', 'train fg logits', 'train bi logits')
+    ):
+        notes.append(
+            'float32 %s: mean abs diff %.3g (reference float32 vs float64: %.3g; mean |value| %.3g)'
+            % (
+                key,
+                np.abs(p32[index] - t32[index]).mean(),
+                np.abs(t32[index] - t64[index]).mean(),
+                np.abs(t64[index]).mean(),
+            )
+        )
     for index, key in ((1, 'eval fg logits'), (2, 'eval bi logits')):
-        notes.append('float64 %s: mean abs diff %.3g, relative L2 %.3g'
-                     % (key, np.abs(p64[index] - t64[index]).mean(), _relative(p64[index], t64[index])))
+        notes.append(
+            'float64 %s: mean abs diff %.3g, relative L2 %.3g'
+            % (key, np.abs(p64[index] - t64[index]).mean(), _relative(p64[index], t64[index]))
+        )
     return common.compare(NAME, out_dir, paddle_data, torch_data, THRESHOLD, notes=notes)

@@ -33,6 +33,7 @@ where one float32 rounding step is already ~5e-7 and the summation order differs
 frameworks. Gradients are multiplied by the number of pixels so that their entries are O(1)
 (a gradient of a mean over P pixels is O(1/P) per entry, which would make 1e-6 meaningless).
 """
+
 import numpy as np
 import paddle
 import torch
@@ -62,7 +63,7 @@ def make_inputs(size, seed):
     bi = (2.0 * rng.standard_normal((BATCH, 1, size, size))).astype('float32')
     labels = rng.randint(0, NUM_CLASSES, size=(BATCH, size, size)).astype('int64')
     labels[rng.rand(BATCH, size, size) < IGNORED_FRACTION] = IGNORE_INDEX
-    labels[:, :size // 8, :size // 8] = IGNORE_INDEX
+    labels[:, : size // 8, : size // 8] = IGNORE_INDEX
     return fg, bi, labels
 
 
@@ -77,13 +78,14 @@ def _variants(size):
 
     def joint(**kwargs):
         p_loss, t_loss = paddle_loss.JointLoss(**kwargs), reference.JointLoss(**kwargs)
-        return (lambda fg, bi, y: {'loss': p_loss(fg, bi, y)},
-                lambda fg, bi, y: {'loss': t_loss(fg, bi, y)})
+        return (lambda fg, bi, y: {'loss': p_loss(fg, bi, y)}, lambda fg, bi, y: {'loss': t_loss(fg, bi, y)})
 
     def separate(config):
         torch_config = dict(config, ignore_index=IGNORE_INDEX)
-        return (lambda fg, bi, y: paddle_loss.separate_losses(fg, bi, y, config, IGNORE_INDEX),
-                lambda fg, bi, y: reference.separate_losses(fg, bi, y, torch_config, NUM_CLASSES))
+        return (
+            lambda fg, bi, y: paddle_loss.separate_losses(fg, bi, y, config, IGNORE_INDEX),
+            lambda fg, bi, y: reference.separate_losses(fg, bi, y, torch_config, NUM_CLASSES),
+        )
 
     return {
         'joint_som': joint(ignore_index=IGNORE_INDEX, sample='SOM', ratio=SOM_RATIO),
@@ -96,7 +98,8 @@ def _variants(size):
         'ce': separate({}),
         'ohem_cross_entropy': (
             lambda fg, bi, y: {'loss': paddle_loss.ohem_cross_entropy(fg, y, IGNORE_INDEX, OHEM_THRESH, min_kept)},
-            lambda fg, bi, y: {'loss': reference.ohem_cross_entropy(fg, y, IGNORE_INDEX, OHEM_THRESH, min_kept)}),
+            lambda fg, bi, y: {'loss': reference.ohem_cross_entropy(fg, y, IGNORE_INDEX, OHEM_THRESH, min_kept)},
+        ),
     }
 
 
@@ -109,16 +112,18 @@ def _paddle_side(fn, fg, bi, labels):
     fg_t, bi_t = paddle.to_tensor(fg, stop_gradient=False), paddle.to_tensor(bi, stop_gradient=False)
     terms = fn(fg_t, bi_t, paddle.to_tensor(labels))
     grads = paddle.grad(paddle.add_n(list(terms.values())), [fg_t, bi_t], allow_unused=True)
-    return {k: float(v) for k, v in terms.items()}, [np.zeros_like(a) if g is None else g.numpy()
-                                                     for g, a in zip(grads, (fg, bi))]
+    return {k: float(v) for k, v in terms.items()}, [
+        np.zeros_like(a) if g is None else g.numpy() for g, a in zip(grads, (fg, bi))
+    ]
 
 
 def _torch_side(fn, fg, bi, labels):
     fg_t, bi_t = torch.tensor(fg, requires_grad=True), torch.tensor(bi, requires_grad=True)
     terms = fn(fg_t, bi_t, torch.from_numpy(labels))
     grads = torch.autograd.grad(sum(terms.values()), [fg_t, bi_t], allow_unused=True)
-    return {k: float(v.detach()) for k, v in terms.items()}, [np.zeros_like(a) if g is None else g.numpy()
-                                                     for g, a in zip(grads, (fg, bi))]
+    return {k: float(v.detach()) for k, v in terms.items()}, [
+        np.zeros_like(a) if g is None else g.numpy() for g, a in zip(grads, (fg, bi))
+    ]
 
 
 def run(out_dir, options):
@@ -151,8 +156,10 @@ def run(out_dir, options):
     fg, bi = _widen(fg32, bi32)
     paddle_data['fusion_wide/prob'] = paddle_loss.joint_probability(paddle.to_tensor(fg), paddle.to_tensor(bi)).numpy()
     torch_data['fusion_wide/prob'] = reference.joint_probability(torch.from_numpy(fg), torch.from_numpy(bi)).numpy()
-    notes.insert(0, 'logits %dx%dx%dx%d, %.1f%% of the labels ignored; OHEM min_kept %d in joint_ohem and '
-                    'ohem_cross_entropy; *_wide: logits x %g' % (
-                        BATCH, NUM_CLASSES, size, size, 100.0 * (labels == IGNORE_INDEX).mean(),
-                        _small_min_kept(size), WIDE_SCALE))
+    notes.insert(
+        0,
+        'logits %dx%dx%dx%d, %.1f%% of the labels ignored; OHEM min_kept %d in joint_ohem and '
+        'ohem_cross_entropy; *_wide: logits x %g'
+        % (BATCH, NUM_CLASSES, size, size, 100.0 * (labels == IGNORE_INDEX).mean(), _small_min_kept(size), WIDE_SCALE),
+    )
     return common.compare(NAME, out_dir, paddle_data, torch_data, THRESHOLD, notes=notes)

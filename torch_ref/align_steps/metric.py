@@ -16,6 +16,7 @@ Compared (mean absolute difference <= 1e-6 each): the confusion matrix, per-clas
 foreground mIoU. The counts here stay far below 2**24, where the official float32 counts are
 exact, so any difference is a real one.
 """
+
 import os
 
 import numpy as np
@@ -42,8 +43,9 @@ def official_np_miou(pairs, num_classes=NUM_CLASSES):
     total = sparse.coo_matrix((num_classes, num_classes), dtype=np.float32)
     for y_true, y_pred in pairs:
         y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
-        total = total + sparse.coo_matrix((np.ones_like(y_pred), (y_true, y_pred)),
-                                          shape=(num_classes, num_classes), dtype=np.float32)
+        total = total + sparse.coo_matrix(
+            (np.ones_like(y_pred), (y_true, y_pred)), shape=(num_classes, num_classes), dtype=np.float32
+        )
     matrix = total.toarray()
     diag = np.diag(matrix)
     iou = diag / (matrix.sum(axis=0) + matrix.sum(axis=1) - diag)
@@ -59,8 +61,9 @@ def demo_label_pairs(out_dir, size, seed):
     from data.demo import generate_demo_dataset
     from data.isaid import decode_color_mask
 
-    folders = generate_demo_dataset(os.path.join(out_dir, 'metric_data'), num_train=0, num_val=NUM_IMAGES,
-                                    size=(size, size), seed=seed)
+    folders = generate_demo_dataset(
+        os.path.join(out_dir, 'metric_data'), num_train=0, num_val=NUM_IMAGES, size=(size, size), seed=seed
+    )
     mask_dir = folders['val'][1]
     rng = np.random.RandomState(seed)
     pairs = []
@@ -84,9 +87,12 @@ def run(out_dir, options):
         metric.update(y_true, y_pred)
     summary = metric.summary()
     matrix, iou, miou, miou_fg = official_np_miou(pairs)
-    paddle_data = dict(confusion_matrix=metric.matrix, iou=summary.ious, miou=np.array(summary.miou),
-                       miou_fg=np.array(summary.miou_fg))
+    paddle_data = dict(
+        confusion_matrix=metric.matrix, iou=summary.ious, miou=np.array(summary.miou), miou_fg=np.array(summary.miou_fg)
+    )
     torch_data = dict(confusion_matrix=matrix, iou=iou, miou=np.array(miou), miou_fg=np.array(miou_fg))
-    notes = ['%d demo images of %dx%d, %d pixels; reference mIoU %.6f, foreground mIoU %.6f'
-             % (len(pairs), pairs[0][0].shape[0], pairs[0][0].shape[1], int(matrix.sum()), miou, miou_fg)]
+    notes = [
+        '%d demo images of %dx%d, %d pixels; reference mIoU %.6f, foreground mIoU %.6f'
+        % (len(pairs), pairs[0][0].shape[0], pairs[0][0].shape[1], int(matrix.sum()), miou, miou_fg)
+    ]
     return common.compare(NAME, out_dir, paddle_data, torch_data, THRESHOLD, notes=notes)

@@ -27,6 +27,7 @@ float32 torch runs whose weights differ by 1e-6 relative do the same). The logge
 stays comparable, and its spread grows with the rate: over seeds 0-7 the largest logged-loss
 difference was 0.12% at 2e-4, 0.43% at 5e-4 and 0.37% at 1e-3, against the 0.5% limit.
 """
+
 import os
 
 import numpy as np
@@ -46,8 +47,9 @@ FULL = dict(image_size=1024, patch_size=896, stride=512)
 
 def logged_losses(losses, interval=LOG_INTERVAL, window=SMOOTH_WINDOW):
     """The official logger's values: at steps ``interval, 2 interval, ...`` the mean of the last ``window`` losses."""
-    return np.array([np.mean(losses[max(0, step - window):step])
-                     for step in range(interval, len(losses) + 1, interval)])
+    return np.array(
+        [np.mean(losses[max(0, step - window) : step]) for step in range(interval, len(losses) + 1, interval)]
+    )
 
 
 class _RecordingLoader:
@@ -72,10 +74,15 @@ def _build_loader(config, folders, sizes):
     params = dict(config.data.train.params)
     patch = sizes['patch_size']
     params.update(
-        image_dir=folders['train'][0], mask_dir=folders['train'][1], batch_size=BATCH, num_workers=0,
+        image_dir=folders['train'][0],
+        mask_dir=folders['train'][1],
+        batch_size=BATCH,
+        num_workers=0,
         patch_config=dict(patch_size=patch, stride=sizes['stride']),
-        transforms=[segm.FixedPad((patch, patch), 255) if isinstance(t, segm.FixedPad) else t
-                    for t in params['transforms']])
+        transforms=[
+            segm.FixedPad((patch, patch), 255) if isinstance(t, segm.FixedPad) else t for t in params['transforms']
+        ],
+    )
     return DATALOADER[config.data.train.type](params)
 
 
@@ -89,8 +96,9 @@ def run(out_dir, options):
     common.prepare_torch()
     sizes = FULL if options.full else SMALL
     config = import_config('isaid.factseg_demo')
-    folders = generate_demo_dataset(os.path.join(out_dir, 'train_data'), num_train=2, num_val=0,
-                                    size=(sizes['image_size'],) * 2, seed=options.seed)
+    folders = generate_demo_dataset(
+        os.path.join(out_dir, 'train_data'), num_train=2, num_val=0, size=(sizes['image_size'],) * 2, seed=options.seed
+    )
     loader = _RecordingLoader(_build_loader(config, folders, sizes))
     params = common.official_params() if options.full else common.demo_params()
     torch_model, paddle_model = common.make_twin_models(params, options.seed)
@@ -107,9 +115,15 @@ def run(out_dir, options):
     build_trainer(config, paddle_model, hooks=[Recorder()]).train(loader)
 
     sgd = config.optimizer.params
-    loop = common.OfficialTrainLoop(torch_model, base_lr=BASE_LR, power=config.learning_rate.params.power,
-                                    max_iters=ITERATIONS, momentum=sgd.momentum, weight_decay=sgd.weight_decay,
-                                    max_norm=float(config.optimizer.grad_clip.max_norm))
+    loop = common.OfficialTrainLoop(
+        torch_model,
+        base_lr=BASE_LR,
+        power=config.learning_rate.params.power,
+        max_iters=ITERATIONS,
+        momentum=sgd.momentum,
+        weight_decay=sgd.weight_decay,
+        max_norm=float(config.optimizer.grad_clip.max_norm),
+    )
     torch_losses, torch_lrs = [], []
     for images, labels in loader.batches:
         loss, lr, _ = loop.step(images, labels)
@@ -121,9 +135,16 @@ def run(out_dir, options):
     step_diff = np.abs(np.array(paddle_losses) - np.array(torch_losses)) / np.array(torch_losses)
     num_patches = len(loader.loader.dataset)
     notes = [
-        '%d steps on %d demo patches of %d px (%d epochs), batch %d, %s, base lr %g' % (
-            ITERATIONS, num_patches, sizes['patch_size'], -(-ITERATIONS * BATCH // num_patches), BATCH,
-            'official ResNet-50' if options.full else 'factseg_demo model', BASE_LR),
+        '%d steps on %d demo patches of %d px (%d epochs), batch %d, %s, base lr %g'
+        % (
+            ITERATIONS,
+            num_patches,
+            sizes['patch_size'],
+            -(-ITERATIONS * BATCH // num_patches),
+            BATCH,
+            'official ResNet-50' if options.full else 'factseg_demo model',
+            BASE_LR,
+        ),
         'logged losses (reference, every %d steps): %s'
         % (LOG_INTERVAL, ['%.6f' % v for v in torch_data['logged_loss']]),
         'not checked: per-step loss relative diff %s' % ['%.1e' % v for v in step_diff],

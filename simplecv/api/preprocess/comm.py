@@ -3,6 +3,7 @@
 Same calling convention as :mod:`simplecv.api.preprocess.segm`: ``t(image, mask=None)``
 returns ``(image, mask)``, or only the image when ``mask`` is None.
 """
+
 import numpy as np
 
 

@@ -17,6 +17,7 @@ identical pixels for flips, 90° rotations and bottom/right padding, return NumP
 :class:`ToTensor` (the Paddle data loader makes the tensors) and give an int64 mask instead of
 uint8. :class:`FixedPad` raises ``ValueError`` instead of failing an ``assert``.
 """
+
 import math
 import random
 
@@ -113,17 +114,17 @@ class FixedPad:
         target_h, target_w = self.target_size
         height, width = image.shape[:2]
         if height > target_h or width > target_w:
-            raise ValueError('FixedPad: a %dx%d input does not fit the target size %dx%d; '
-                             'the patch size must not exceed the pad size'
-                             % (height, width, target_h, target_w))
+            raise ValueError(
+                'FixedPad: a %dx%d input does not fit the target size %dx%d; '
+                'the patch size must not exceed the pad size' % (height, width, target_h, target_w)
+            )
         image = _pad_bottom_right(image, target_h - height, target_w - width, 0)
         if mask is not None:
             mask = _pad_bottom_right(mask, target_h - height, target_w - width, self.mask_pad_value)
         return _pair(image, mask, mask is not None)
 
     def __repr__(self):
-        return '%s(target_size=%r, mask_pad_value=%r)' % (type(self).__name__, self.target_size,
-                                                          self.mask_pad_value)
+        return '%s(target_size=%r, mask_pad_value=%r)' % (type(self).__name__, self.target_size, self.mask_pad_value)
 
 
 class DivisiblePad:
@@ -148,8 +149,7 @@ class DivisiblePad:
         return _pair(image, mask, mask is not None)
 
     def __repr__(self):
-        return '%s(size_divisor=%r, mask_pad_value=%r)' % (type(self).__name__, self.size_divisor,
-                                                           self.mask_pad_value)
+        return '%s(size_divisor=%r, mask_pad_value=%r)' % (type(self).__name__, self.size_divisor, self.mask_pad_value)
 
 
 class ToTensor:
@@ -175,7 +175,7 @@ class ToTensor:
             array = array[:, :, None]
         chw = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
         if not self.image_keep_255:
-            chw /= np.float32(255.)
+            chw /= np.float32(255.0)
         if mask is not None:
             mask = np.ascontiguousarray(mask, dtype=np.int64)
         return _pair(chw, mask, mask is not None)
