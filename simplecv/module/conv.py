@@ -7,6 +7,7 @@ kernels for that broadcast (forward, and the reduction giving the bias gradient)
 against 0.18 s without (2-core AMD EPYC). Both forms add the same numbers in the same order: the
 output and both gradients are bit-identical.
 """
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -33,10 +34,29 @@ class Conv2D(nn.Conv2D):
         ``[N, in_channels, H, W] -> [N, out_channels, H', W']``.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 weight_attr=None, bias_attr=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups, weight_attr=weight_attr, bias_attr=bias_attr)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        weight_attr=None,
+        bias_attr=None,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            weight_attr=weight_attr,
+            bias_attr=bias_attr,
+        )
         self.conv_stride = stride
         self.conv_padding = padding
         self.conv_dilation = dilation
@@ -46,6 +66,13 @@ class Conv2D(nn.Conv2D):
         """``[N, in_channels, H, W] -> [N, out_channels, H', W']``, the numbers of ``paddle.nn.Conv2D``."""
         if self.bias is None or not paddle.in_dynamic_mode():
             return super().forward(x)
-        out = F.conv2d(x, self.weight, None, stride=self.conv_stride, padding=self.conv_padding,
-                       dilation=self.conv_dilation, groups=self.conv_groups)
+        out = F.conv2d(
+            x,
+            self.weight,
+            None,
+            stride=self.conv_stride,
+            padding=self.conv_padding,
+            dilation=self.conv_dilation,
+            groups=self.conv_groups,
+        )
         return add_channel_bias(out, self.bias)
