@@ -16,7 +16,6 @@ logged step), VisualDL scalars (``visualdl --logdir MODEL_DIR``) and ``training_
 ``model-best.pdparams``. Everything is done by :func:`simplecv.engine.launcher.train_from_config`.
 """
 
-import argparse
 import os
 import sys
 
@@ -27,7 +26,7 @@ if REPO_ROOT not in sys.path:
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import FactSegError  # noqa: E402
 from simplecv.engine.launcher import train_from_config  # noqa: E402
-from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
+from simplecv.util.cli import add_config_overrides, check_config_overrides, script_parser  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """examples:
@@ -53,12 +52,7 @@ EPILOG = """examples:
 
 def build_parser():
     """The argument parser (official flags first)."""
-    parser = argparse.ArgumentParser(
-        prog='apex_train.py',
-        description=__doc__.split('\n\n')[0],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser('apex_train.py', __doc__, EPILOG)
     parser.add_argument(
         '--config_path', required=True, help="config: dotted name under configs/ ('isaid.factseg') or a .py file"
     )

@@ -29,7 +29,6 @@ for GeoTIFF inputs a single-band GeoTIFF with the same CRS and transform and a c
 Predict-only runs also write ``<name>_label.png`` (plain 8-bit labels).
 """
 
-import argparse
 import os
 import sys
 
@@ -39,7 +38,7 @@ if REPO_ROOT not in sys.path:
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import FactSegError  # noqa: E402
-from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
+from simplecv.util.cli import add_config_overrides, check_config_overrides, script_parser  # noqa: E402
 from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.eval')
@@ -67,12 +66,7 @@ EPILOG = """examples:
 
 def build_parser():
     """The argument parser (official flags first)."""
-    parser = argparse.ArgumentParser(
-        prog='isaid_eval.py',
-        description=__doc__.split('\n\n')[0],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser('isaid_eval.py', __doc__, EPILOG)
     parser.add_argument(
         '--config_path', required=True, help="config: dotted name under configs/ ('isaid.factseg') or a .py file"
     )

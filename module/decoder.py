@@ -4,6 +4,7 @@ import math
 
 import paddle.nn as nn
 
+from simplecv.module.conv import Conv2D
 from simplecv.module.init import batch_norm, torch_default_conv_attrs
 from simplecv.module.upsample import UpsampleBilinear
 
@@ -41,7 +42,7 @@ class AsymmetricDecoder(nn.Layer):
                 weight_attr, _ = torch_default_conv_attrs(channels_in, 3)
                 layers.append(
                     nn.Sequential(
-                        nn.Conv2D(channels_in, out_channels, 3, padding=1, weight_attr=weight_attr, bias_attr=False),
+                        Conv2D(channels_in, out_channels, 3, padding=1, weight_attr=weight_attr, bias_attr=False),
                         batch_norm(out_channels),
                         nn.ReLU(),
                         UpsampleBilinear(scale_factor=2) if num_upsample != 0 else nn.Identity(),

@@ -5,7 +5,6 @@ fused class probabilities; ``deploy.json`` beside it records the normalisation, 
 and palette for ``tools/infer.py``.
 """
 
-import argparse
 import os
 import sys
 
@@ -14,7 +13,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
+from simplecv.util.cli import add_config_overrides, check_config_overrides, script_parser  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """examples:
@@ -33,12 +32,7 @@ def parse_args(argv=None):
     Raises:
         SystemExit: invalid options (argparse prints the usage).
     """
-    parser = argparse.ArgumentParser(
-        prog='python tools/export_model.py',
-        description=__doc__.split('\n\n')[0],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser('python tools/export_model.py', __doc__, EPILOG)
     parser.add_argument('--config_path', required=True, help="config: dotted name ('isaid.factseg') or .py file")
     parser.add_argument('--ckpt_path', required=True, help='checkpoint of apex_train.py or converted official weights')
     parser.add_argument('--save_dir', required=True, help='output folder for model.json, model.pdiparams, deploy.json')

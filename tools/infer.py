@@ -5,7 +5,6 @@ procedure; outputs are ``<name>.png`` (iSAID palette) and ``<name>_label.png`` (
 or for GeoTIFF input a one-band ``<name>.tif`` keeping the CRS and transform.
 """
 
-import argparse
 import os
 import sys
 
@@ -14,6 +13,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.cli import script_parser  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """example:
@@ -28,12 +28,7 @@ def parse_args(argv=None):
     Raises:
         SystemExit: invalid options, e.g. ``--use_gpu`` with ``--backend onnxruntime``.
     """
-    parser = argparse.ArgumentParser(
-        prog='python tools/infer.py',
-        description=__doc__.split('\n\n')[0],
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser('python tools/infer.py', __doc__, EPILOG)
     parser.add_argument('--model_dir', required=True, help='folder written by tools/export_model.py')
     parser.add_argument('--image_dir', required=True, help='folder of images, or one image file')
     parser.add_argument('--out_dir', required=True, help='where the predictions are written')

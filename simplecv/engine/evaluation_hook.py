@@ -67,12 +67,15 @@ def build_evaluation_hook(config, model_dir, steps_per_epoch, write=True):
         model_dir,
         interval,
         after_train,
-        patch_size=patch.get('patch_size', 896),
-        stride=patch.get('stride', 512),
-        mean=mean,
-        std=std,
-        class_names=loader.CLASS_NAMES,
-        colors=loader.COLORS,
+        dict(
+            num_classes=len(loader.CLASS_NAMES),
+            patch_size=patch.get('patch_size', 896),
+            stride=patch.get('stride', 512),
+            mean=mean,
+            std=std,
+            class_names=loader.CLASS_NAMES,
+            colors=loader.COLORS,
+        ),
         write=write,
     )
 
@@ -86,8 +89,9 @@ class EvaluationHook(HookBase):
         model_dir: the run's folder (``eval_log.jsonl``, ``model-best.pdparams``, VisualDL).
         interval: steps between evaluations (0: none).
         after_train: also evaluate after the last step (unless stopped early).
-        patch_size, stride, mean, std: the sliding-window procedure (see :class:`Evaluator`).
-        class_names, colors: C names and colours of the classes.
+        evaluator_options: keyword arguments of :class:`~simplecv.engine.evaluator.Evaluator` besides
+            ``forward`` (``num_classes``, ``patch_size``, ``stride``, ``mean``, ``std``, ``class_names``,
+            ``colors``): the sliding-window procedure and the classes.
         write: write logs and the best model (process 0 only).
 
     Attributes:
@@ -95,27 +99,12 @@ class EvaluationHook(HookBase):
         history (list): one record per evaluation of this run, ``{'step', 'miou', 'miou_fg', 'iou'}``.
     """
 
-    def __init__(
-        self,
-        list_items,
-        model_dir,
-        interval,
-        after_train,
-        patch_size=896,
-        stride=512,
-        mean=None,
-        std=None,
-        class_names=None,
-        colors=None,
-        write=True,
-    ):
+    def __init__(self, list_items, model_dir, interval, after_train, evaluator_options, write=True):
         self.list_items = list_items
         self.model_dir = model_dir
         self.interval = int(interval)
         self.after_train_too = after_train
-        self.window = dict(patch_size=patch_size, stride=stride, mean=mean, std=std)
-        self.class_names = class_names
-        self.colors = colors
+        self.evaluator_options = dict(evaluator_options)
         self.write = write
         self.items = None
         self.best = None
@@ -171,13 +160,7 @@ class EvaluationHook(HookBase):
         model = unwrap_model(trainer.model)
         model.eval()
         try:
-            evaluator = Evaluator(
-                DygraphForward(model),
-                len(self.class_names),
-                class_names=self.class_names,
-                colors=self.colors,
-                **self.window,
-            )
+            evaluator = Evaluator(DygraphForward(model), **self.evaluator_options)
             result = evaluator.run(self.items, desc='eval step %d' % trainer.global_step)
         finally:
             trainer.enter_train_mode()

@@ -7,13 +7,15 @@ kernels for that broadcast (forward, and the reduction giving the bias gradient)
 against 0.18 s without (2-core AMD EPYC). Both forms add the same numbers in the same order: the
 output and both gradients are bit-identical.
 
-With ``FACTSEG_ONEDNN_CONV=1`` in the environment (the one switch; read at every call), the
-convolutions where oneDNN is faster run through :mod:`simplecv.module.onednn_conv` instead: a
+When the oneDNN extension can be built (a C++ compiler and oneDNN's headers, see
+:mod:`simplecv.module.onednn_conv`), the convolutions where oneDNN is faster run through it: a
 custom operator calling the oneDNN bundled with Paddle for forward, backward-data and
 backward-weights (the kernels PyTorch runs), with the bias fused into the forward and reduced by the
 backward-weights pass. It differs from Paddle's im2col + GEMM by float rounding only (max relative
 difference ~1e-6 on y and dx, ~1e-5 on dw for 3x3 256->256 on 2x256x128x128). See
-:func:`use_onednn` for which shapes take it.
+:meth:`Conv2D.use_onednn` for which shapes take it. ``FACTSEG_ONEDNN_CONV`` (read at every call)
+chooses: unset or ``auto`` uses it when it builds (and says once, in the log, when it cannot),
+``1`` asks for it (a warning when it cannot be built), ``0`` turns it off.
 """
 
 import os
@@ -29,9 +31,15 @@ ONEDNN_ENV = 'FACTSEG_ONEDNN_CONV'
 ONEDNN_MIN_OUTPUT_PIXELS = 64 * 64
 
 
-def onednn_enabled():
-    """Whether ``$FACTSEG_ONEDNN_CONV`` asks for oneDNN convolutions (``1``/``true``/``on``)."""
-    return os.environ.get(ONEDNN_ENV, '').strip().lower() in ('1', 'true', 'on', 'yes')
+def onednn_setting():
+    """``$FACTSEG_ONEDNN_CONV`` as ``'on'`` (``1``/``true``/``on``/``yes``), ``'off'`` (``0``/``false``/``off``/``no``)
+    or ``'auto'`` (unset, empty or anything else: oneDNN when the extension builds)."""
+    value = os.environ.get(ONEDNN_ENV, '').strip().lower()
+    if value in ('1', 'true', 'on', 'yes'):
+        return 'on'
+    if value in ('0', 'false', 'off', 'no'):
+        return 'off'
+    return 'auto'
 
 
 def add_channel_bias(x, bias):
@@ -84,10 +92,11 @@ class Conv2D(nn.Conv2D):
         self.conv_groups = groups
 
     def use_onednn(self, x):
-        """Whether this call goes to oneDNN: the switch is on, dygraph, float32 NCHW on the CPU, groups=1,
+        """Whether this call goes to oneDNN: the switch is not off, dygraph, float32 NCHW on the CPU, groups=1,
         zero padding given as an int or a pair, a kernel larger than 1x1 and an output of at least
         ``ONEDNN_MIN_OUTPUT_PIXELS`` pixels per channel, and the extension builds."""
-        if not onednn_enabled() or not paddle.in_dynamic_mode():
+        setting = onednn_setting()
+        if setting == 'off' or not paddle.in_dynamic_mode():
             return False
         if (
             self.conv_groups != 1
@@ -112,7 +121,7 @@ class Conv2D(nn.Conv2D):
             return False
         from simplecv.module import onednn_conv
 
-        return onednn_conv.load_extension() is not None
+        return onednn_conv.load_extension(quiet=setting == 'auto') is not None
 
     def forward(self, x):
         """``[N, in_channels, H, W] -> [N, out_channels, H', W']``, the numbers of ``paddle.nn.Conv2D``

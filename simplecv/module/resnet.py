@@ -12,6 +12,7 @@ from paddle.distributed.fleet.utils import recompute
 
 from simplecv.core.config import REPO_ROOT, merge_strict
 from simplecv.core.errors import CheckpointError, ConfigError
+from simplecv.module.conv import Conv2D
 from simplecv.module.init import batch_norm, kaiming_normal_fan_out_attr
 from simplecv.util.logger import get_logger
 
@@ -19,7 +20,7 @@ _logger = get_logger('factseg.resnet')
 
 
 def _conv(in_channels, out_channels, kernel_size, stride=1, dilation=1):
-    return nn.Conv2D(
+    return Conv2D(
         in_channels,
         out_channels,
         kernel_size,
@@ -110,7 +111,7 @@ class ResNet(nn.Layer):
 
     def __init__(self, block, depths, stage_dilations=(1, 1, 1, 1)):
         super().__init__()
-        self.conv1 = nn.Conv2D(
+        self.conv1 = Conv2D(
             3, 64, 7, stride=2, padding=3, weight_attr=kaiming_normal_fan_out_attr(64, 7), bias_attr=False
         )
         self.bn1 = batch_norm(64)

@@ -3,6 +3,19 @@
 import argparse
 
 
+def script_parser(prog, doc, epilog=None):
+    """Return a script's ``argparse.ArgumentParser``: its name, the first paragraph of its docstring, examples.
+
+    Args:
+        prog: the name in the usage line (``'apex_train.py'``, ``'python tools/infer.py'``).
+        doc: the script's module docstring; its first paragraph is the description.
+        epilog: example commands shown after the options, kept as written.
+    """
+    return argparse.ArgumentParser(
+        prog=prog, description=doc.split('\n\n')[0], epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def add_config_overrides(parser, example):
     """Add SimpleCV's trailing config overrides: the positional ``opts``, ``KEY VALUE`` pairs.
 

@@ -114,7 +114,7 @@ def test_conv2d_layer_gradients_through_onednn(monkeypatch):
 
 
 def test_fallback_when_the_build_is_impossible(monkeypatch):
-    monkeypatch.setattr(onednn_conv, '_state', {'tried': False, 'module': None, 'reason': None})
+    monkeypatch.setattr(onednn_conv, '_state', {'tried': False, 'module': None, 'reason': None, 'quiet': False})
     monkeypatch.setattr(onednn_conv, 'find_headers', lambda version: None)
     monkeypatch.setenv(conv_module.ONEDNN_ENV, '1')
     layer = Conv2D(4, 6, 3, padding=1)
@@ -132,7 +132,7 @@ def test_fallback_when_the_build_is_impossible(monkeypatch):
 
 
 def test_fallback_when_the_compiler_is_missing(monkeypatch):
-    monkeypatch.setattr(onednn_conv, '_state', {'tried': False, 'module': None, 'reason': None})
+    monkeypatch.setattr(onednn_conv, '_state', {'tried': False, 'module': None, 'reason': None, 'quiet': False})
     monkeypatch.setenv('CXX', 'no-such-compiler-factseg')
     with pytest.warns(RuntimeWarning, match='no C\\+\\+ compiler'):
         assert onednn_conv.load_extension() is None

@@ -42,7 +42,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _SOURCE = os.path.join(_HERE, 'conv.cc')
 _SHIM_INCLUDE = os.path.join(_HERE, 'include')
 
-_state = {'tried': False, 'module': None, 'reason': None}
+_state = {'tried': False, 'module': None, 'reason': None, 'quiet': False}
 
 
 def paddle_libs_dir():
@@ -136,17 +136,25 @@ def _build_key(include_dir, version):
 
 def _unavailable(reason):
     _state['reason'] = reason
-    warnings.warn(
-        "oneDNN convolution unavailable, using Paddle's convolution: %s" % reason, RuntimeWarning, stacklevel=3
-    )
+    message = "oneDNN convolution unavailable, using Paddle's convolution: %s" % reason
+    if _state['quiet']:
+        logging.getLogger('factseg.model').info(message)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
     return None
 
 
-def load_extension():
-    """The compiled custom-operator module (built on first use), or None with one warning saying why."""
+def load_extension(quiet=False):
+    """The compiled custom-operator module (built on first use), or None saying once why.
+
+    Args:
+        quiet: say why in an INFO log line instead of a ``RuntimeWarning`` (when oneDNN was not
+            asked for explicitly).
+    """
     if _state['tried']:
         return _state['module']
     _state['tried'] = True
+    _state['quiet'] = quiet
     version = runtime_version()
     if version is None:
         return _unavailable('Paddle ships no libdnnl.so.3 in %s' % paddle_libs_dir())
