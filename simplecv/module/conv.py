@@ -15,7 +15,9 @@ backward-weights pass. It differs from Paddle's im2col + GEMM by float rounding 
 difference ~1e-6 on y and dx, ~1e-5 on dw for 3x3 256->256 on 2x256x128x128). See
 :meth:`Conv2D.use_onednn` for which shapes take it. ``FACTSEG_ONEDNN_CONV`` (read at every call)
 chooses: unset or ``auto`` uses it when it builds (and says once, in the log, when it cannot),
-``1`` asks for it (a warning when it cannot be built), ``0`` turns it off.
+``1`` asks for it (a warning when it cannot be built), ``0`` turns it off. Only layers in train mode
+use it: evaluation and inference keep Paddle's convolution, so the dygraph reference that exported
+oneDNN programs are checked against (within 1e-4) is unchanged.
 """
 
 import os
@@ -92,11 +94,12 @@ class Conv2D(nn.Conv2D):
         self.conv_groups = groups
 
     def use_onednn(self, x):
-        """Whether this call goes to oneDNN: the switch is not off, dygraph, float32 NCHW on the CPU, groups=1,
-        zero padding given as an int or a pair, a kernel larger than 1x1 and an output of at least
-        ``ONEDNN_MIN_OUTPUT_PIXELS`` pixels per channel, and the extension builds."""
+        """Whether this call goes to oneDNN: the switch is not off, train mode (evaluation keeps
+        Paddle's convolution, the arithmetic exported programs are checked against), dygraph, float32
+        NCHW on the CPU, groups=1, zero padding given as an int or a pair, a kernel larger than 1x1,
+        an output of at least ``ONEDNN_MIN_OUTPUT_PIXELS`` pixels per channel, and the extension builds."""
         setting = onednn_setting()
-        if setting == 'off' or not paddle.in_dynamic_mode():
+        if setting == 'off' or not self.training or not paddle.in_dynamic_mode():
             return False
         if (
             self.conv_groups != 1
