@@ -24,10 +24,13 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where the interpreter's packages live: warnings quoted in the logs name their files from here.
+SITE_PACKAGES = tuple(sorted({sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']}))
 TIPC_CONFIG = 'test_tipc/configs/factseg/train_infer_python.txt'
 TIPC_MODE = 'lite_train_lite_infer'
 TEXT_SUFFIXES = ('.log', '.txt', '.json', '.jsonl')
@@ -256,7 +259,7 @@ def run_step(step, log_dir, keep_temp, number, total, temp_root=None):
             '%s: %s; output in %s (Log/%s is unchanged)' % (step.name, error, console_log, step.target)
         ) from None
     target = os.path.join(log_dir, step.target)
-    install(source, names, target, prefixes=(REPO_ROOT, os.path.realpath(tmp), tmp))
+    install(source, names, target, prefixes=(REPO_ROOT, os.path.realpath(tmp), tmp) + SITE_PACKAGES)
     print(
         '[%d/%d] %s: done in %.0f s; %d files in %s: %s'
         % (number, total, step.name, time.time() - start, len(names), target, ', '.join(names)),
