@@ -41,6 +41,27 @@ mode_value() {
   return 2
 }
 
+# read_fields < TABLE: set variables from the config's lines (LINES) as TABLE says, one config line a
+# row: "N KIND:NAME..." with KIND key (NAME becomes the line's key), value (its value), values (the
+# array of its '|'-separated values) or mode (its value for $MODE, as mode_value gives it).
+# Fails (status 2, message) where mode_value fails or a KIND is unknown.
+read_fields() {
+  local row number field value
+  while read -r -a row; do
+    number=${row[0]}
+    for field in "${row[@]:1}"; do
+      case ${field%%:*} in
+        key) value=$(key_of "${LINES[number]}") ;;
+        value) value=$(value_of "${LINES[number]}") ;;
+        mode) value=$(mode_value "${LINES[number]}") || return 2 ;;
+        values) values_of "${field#*:}" "${LINES[number]}"; continue ;;
+        *) echo "error: unknown field kind in '$field' (key, value, values or mode)" >&2; return 2 ;;
+      esac
+      printf -v "${field#*:}" '%s' "$value"
+    done
+  done
+}
+
 # append_param KEY VALUE [words]: add one key to the arrays FLAGS (keys starting with '-', placed
 # right after the script) or OVERRIDES (config overrides 'KEY VALUE', placed last). Nothing is
 # added for the key or value 'null', an empty value, or the value 'False'; the value 'True' passes

@@ -21,8 +21,10 @@ case $MODE in
   *) echo "error: unknown mode '$MODE'; use lite_train_lite_infer or whole_train_whole_infer" >&2; exit 2 ;;
 esac
 read_tipc_config "$CONFIG"
-MODEL_NAME=$(value_of "${LINES[1]}")
-PYTHON=$(value_of "${LINES[2]}")
+read_fields << 'EOF'
+1 value:MODEL_NAME
+2 value:PYTHON
+EOF
 
 DATA=$ROOT/test_tipc/data/$MODEL_NAME
 rm -rf "$DATA"

@@ -35,55 +35,41 @@ if (( PREPARE )); then
 fi
 mkdir -p "$ROOT" && cd "$ROOT" || exit 2
 
-# ---- the config, by line position as in Paddle's TIPC ----
-MODEL_NAME=$(value_of "${LINES[1]}")
-PYTHON=$(value_of "${LINES[2]}")
-values_of GPU_LIST "${LINES[3]}"
-TRAIN_GPU_KEY=$(key_of "${LINES[4]}")
-values_of TRAIN_GPU_VALUES "${LINES[4]}"
-AUTOCAST_KEY=$(key_of "${LINES[5]}")
-values_of AUTOCAST_LIST "${LINES[5]}"
-ITERS_KEY=$(key_of "${LINES[6]}")
-SAVE_MODEL_KEY=$(key_of "${LINES[7]}")
-BATCH_KEY=$(key_of "${LINES[8]}")
-PRETRAIN_KEY=$(key_of "${LINES[9]}")
-PRETRAIN_VALUE=$(value_of "${LINES[9]}")
-TRAIN_PARAM_KEY1=$(key_of "${LINES[12]}")
-values_of TRAINER_LIST "${LINES[14]}"
-NORM_TRAIN=$(value_of "${LINES[15]}")
-EVAL_PY=$(value_of "${LINES[23]}")
-EVAL_KEY1=$(key_of "${LINES[24]}")
-values_of EVAL_VALUES1 "${LINES[24]}"
-SAVE_INFER_KEY=$(key_of "${LINES[27]}")
-EXPORT_WEIGHT_KEY=$(key_of "${LINES[28]}")
-EXPORT_SHAPE_KEY=$(key_of "${LINES[29]}")
-EXPORT_SHAPE_VALUE=$(value_of "${LINES[29]}")
-NORM_EXPORT=$(value_of "${LINES[30]}")
-INFERENCE_PY=$(value_of "${LINES[40]}")
-INFER_GPU_KEY=$(key_of "${LINES[41]}")
-values_of INFER_GPU_LIST "${LINES[41]}"
-MKLDNN_KEY=$(key_of "${LINES[42]}")
-values_of MKLDNN_LIST "${LINES[42]}"
-THREADS_KEY=$(key_of "${LINES[43]}")
-values_of THREADS_LIST "${LINES[43]}"
-INFER_BATCH_KEY=$(key_of "${LINES[44]}")
-values_of INFER_BATCH_LIST "${LINES[44]}"
-TRT_KEY=$(key_of "${LINES[45]}")
-values_of TRT_LIST "${LINES[45]}"
-PRECISION_KEY=$(key_of "${LINES[46]}")
-values_of PRECISION_LIST "${LINES[46]}"
-INFER_MODEL_KEY=$(key_of "${LINES[47]}")
-IMAGE_KEY=$(key_of "${LINES[48]}")
-IMAGE_VALUE=$(value_of "${LINES[48]}")
-INFER_KEY1=$(key_of "${LINES[51]}")
-INFER_KEY2=$(key_of "${LINES[52]}")
-INFER_VALUE2=$(value_of "${LINES[52]}")
-# Per-mode values (the message names the line when MODE is missing).
-ITERS=$(mode_value "${LINES[6]}") || exit 2
-BATCH=$(mode_value "${LINES[8]}") || exit 2
-TRAIN_MODEL_NAME=$(mode_value "${LINES[10]}") || exit 2
-TRAIN_INFER_IMG_DIR=$(mode_value "${LINES[11]}") || exit 2
-TRAIN_PARAM_VALUE1=$(mode_value "${LINES[12]}") || exit 2
+# ---- the config, by line position as in Paddle's TIPC: line number, then what to read from it ----
+# (mode: the value for MODE; the message names the line when MODE is missing)
+read_fields << 'EOF' || exit 2
+1 value:MODEL_NAME
+2 value:PYTHON
+3 values:GPU_LIST
+4 key:TRAIN_GPU_KEY values:TRAIN_GPU_VALUES
+5 key:AUTOCAST_KEY values:AUTOCAST_LIST
+6 key:ITERS_KEY mode:ITERS
+7 key:SAVE_MODEL_KEY
+8 key:BATCH_KEY mode:BATCH
+9 key:PRETRAIN_KEY value:PRETRAIN_VALUE
+10 mode:TRAIN_MODEL_NAME
+11 mode:TRAIN_INFER_IMG_DIR
+12 key:TRAIN_PARAM_KEY1 mode:TRAIN_PARAM_VALUE1
+14 values:TRAINER_LIST
+15 value:NORM_TRAIN
+23 value:EVAL_PY
+24 key:EVAL_KEY1 values:EVAL_VALUES1
+27 key:SAVE_INFER_KEY
+28 key:EXPORT_WEIGHT_KEY
+29 key:EXPORT_SHAPE_KEY value:EXPORT_SHAPE_VALUE
+30 value:NORM_EXPORT
+40 value:INFERENCE_PY
+41 key:INFER_GPU_KEY values:INFER_GPU_LIST
+42 key:MKLDNN_KEY values:MKLDNN_LIST
+43 key:THREADS_KEY values:THREADS_LIST
+44 key:INFER_BATCH_KEY values:INFER_BATCH_LIST
+45 key:TRT_KEY values:TRT_LIST
+46 key:PRECISION_KEY values:PRECISION_LIST
+47 key:INFER_MODEL_KEY
+48 key:IMAGE_KEY value:IMAGE_VALUE
+51 key:INFER_KEY1
+52 key:INFER_KEY2 value:INFER_VALUE2
+EOF
 
 if [[ ! -e $TRAIN_INFER_IMG_DIR ]]; then
   echo "error: no data at $ROOT/$TRAIN_INFER_IMG_DIR; run bash test_tipc/prepare.sh $CONFIG $MODE${3:+ $ROOT} first" >&2
@@ -110,6 +96,18 @@ skip_gpu() {  # log a GPU command that this machine cannot run
   echo " Skipped (no CUDA device) command - $MODEL_NAME - ${CMD[*]}!  " | tee -a "$STATUS_LOG"
 }
 
+# infer_command MODEL_DIR BATCH TAG: CMD, an inference command with the device parameters already in
+# FLAGS/OVERRIDES and then those every inference command ends with (model, images, batch size,
+# the results folder named by TAG, the last key).
+infer_command() {
+  append_param "$INFER_MODEL_KEY" "$1"
+  append_param "$IMAGE_KEY" "$IMAGE_VALUE"
+  append_param "$INFER_BATCH_KEY" "$2"
+  append_param "$INFER_KEY1" "$OUT/python_infer_${3}_results"
+  append_param "$INFER_KEY2" "$INFER_VALUE2" words
+  build_command "$PYTHON" "$INFERENCE_PY"
+}
+
 # infer MODEL_DIR: the inference commands over the device, oneDNN, thread, batch and precision lists.
 infer() {
   local model_dir=$1 device mkldnn threads batch precision trt tag
@@ -121,12 +119,7 @@ infer() {
         append_param "$INFER_GPU_KEY" "$device"
         append_param "$TRT_KEY" "$trt"
         append_param "$PRECISION_KEY" "$precision"
-        append_param "$INFER_MODEL_KEY" "$model_dir"
-        append_param "$IMAGE_KEY" "$IMAGE_VALUE"
-        append_param "$INFER_BATCH_KEY" "$batch"
-        append_param "$INFER_KEY1" "$OUT/python_infer_${tag}_results"
-        append_param "$INFER_KEY2" "$INFER_VALUE2" words
-        build_command "$PYTHON" "$INFERENCE_PY"
+        infer_command "$model_dir" "$batch" "$tag"
         if (( HAS_GPU )); then run_logged "$OUT/python_infer_$tag.log"; else skip_gpu; fi
       done; done; done
     else
@@ -138,12 +131,7 @@ infer() {
           append_param "$MKLDNN_KEY" "$mkldnn"
           append_param "$THREADS_KEY" "$threads"
           append_param "$PRECISION_KEY" "$precision"
-          append_param "$INFER_MODEL_KEY" "$model_dir"
-          append_param "$IMAGE_KEY" "$IMAGE_VALUE"
-          append_param "$INFER_BATCH_KEY" "$batch"
-          append_param "$INFER_KEY1" "$OUT/python_infer_${tag}_results"
-          append_param "$INFER_KEY2" "$INFER_VALUE2" words
-          build_command "$PYTHON" "$INFERENCE_PY"
+          infer_command "$model_dir" "$batch" "$tag"
           run_logged "$OUT/python_infer_$tag.log"
         done; done
       done; done
