@@ -26,7 +26,7 @@ if REPO_ROOT not in sys.path:
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import FactSegError  # noqa: E402
 from simplecv.engine.launcher import train_from_config  # noqa: E402
-from simplecv.util.cli import add_config_overrides, check_config_overrides, script_parser  # noqa: E402
+from simplecv.util.cli import add_choice_option, config_script_parser, parse_with_overrides  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """examples:
@@ -51,28 +51,25 @@ EPILOG = """examples:
 
 
 def build_parser():
-    """The argument parser (official flags first)."""
-    parser = script_parser('apex_train.py', __doc__, EPILOG)
-    parser.add_argument(
-        '--config_path', required=True, help="config: dotted name under configs/ ('isaid.factseg') or a .py file"
-    )
+    """The argument parser (official flags first; the config overrides are added when parsing)."""
+    parser = config_script_parser('apex_train.py', __doc__, EPILOG)
     parser.add_argument(
         '--model_dir',
         required=True,
         help='output folder for checkpoints and logs; a run resumes from the checkpoint it holds',
     )
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--opt_level',
-        default='O0',
-        choices=('O0', 'O1', 'O2'),
-        help='mixed precision: O0 fp32 (default), O1 autocast (the official run), '
+        ('O0', 'O1', 'O2'),
+        'mixed precision: O0 fp32 (default), O1 autocast (the official run), '
         'O2 half-precision weights with fp32 master copies; GPU only, fp32 on CPU',
     )
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--amp_dtype',
-        default='float16',
-        choices=('float16', 'bfloat16'),
-        help='half-precision type for O1/O2 (float16 uses a dynamic loss scaler; default float16)',
+        ('float16', 'bfloat16'),
+        'half-precision type for O1/O2 (float16 uses a dynamic loss scaler; default float16)',
     )
     parser.add_argument(
         '--resume',
@@ -96,7 +93,6 @@ def build_parser():
         default=None,
         help='accepted for compatibility with torch.distributed.launch; Paddle sets the rank',
     )
-    add_config_overrides(parser, 'train.num_iters 1000')
     return parser
 
 
@@ -107,8 +103,7 @@ def parse_args(argv=None):
         SystemExit: on a usage error, as argparse does.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    check_config_overrides(parser, args.opts)
+    args = parse_with_overrides(parser, argv, 'train.num_iters 1000')
     if args.resume_iter is not None and args.resume_iter < 0:
         parser.error('--resume_iter must be >= 0, got %d' % args.resume_iter)
     return args

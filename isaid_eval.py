@@ -38,7 +38,12 @@ if REPO_ROOT not in sys.path:
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from simplecv.core.errors import FactSegError  # noqa: E402
-from simplecv.util.cli import add_config_overrides, check_config_overrides, script_parser  # noqa: E402
+from simplecv.util.cli import (  # noqa: E402
+    add_choice_option,
+    add_config_overrides,
+    check_config_overrides,
+    config_script_parser,
+)
 from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.eval')
@@ -66,10 +71,7 @@ EPILOG = """examples:
 
 def build_parser():
     """The argument parser (official flags first)."""
-    parser = script_parser('isaid_eval.py', __doc__, EPILOG)
-    parser.add_argument(
-        '--config_path', required=True, help="config: dotted name under configs/ ('isaid.factseg') or a .py file"
-    )
+    parser = config_script_parser('isaid_eval.py', __doc__, EPILOG)
     parser.add_argument(
         '--ckpt_path',
         required=True,
@@ -94,18 +96,18 @@ def build_parser():
     parser.add_argument(
         '--batch_size', default=1, type=int, help='windows per forward pass; any value gives the same predictions'
     )
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--mask_format',
-        default='color',
-        choices=('color', 'label'),
-        help='color: iSAID <name>_instance_color_RGB.png colour masks (default); '
+        ('color', 'label'),
+        'color: iSAID <name>_instance_color_RGB.png colour masks (default); '
         'label: single-channel <name>_label.png or <name>.png with classes 0..15, 255 ignored',
     )
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--backend',
-        default='auto',
-        choices=('auto', 'dygraph', 'onednn'),
-        help='auto: oneDNN fast path on CPU (checked against dygraph on the first window), '
+        ('auto', 'dygraph', 'onednn'),
+        'auto: oneDNN fast path on CPU (checked against dygraph on the first window), '
         'dygraph elsewhere; dygraph: exact reference arithmetic; onednn: CPU fast path',
     )
     parser.add_argument(
@@ -115,11 +117,11 @@ def build_parser():
         'else ~/.cache/factseg-paddle; "none" turns the cache off; '
         'python tools/program_cache.py --clear empties it)',
     )
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--amp',
-        default='none',
-        choices=('none', 'fp16', 'bf16'),
-        help='mixed-precision inference on a GPU (dygraph backend; output cast back to float32)',
+        ('none', 'fp16', 'bf16'),
+        'mixed-precision inference on a GPU (dygraph backend; output cast back to float32)',
     )
     parser.add_argument(
         '--tta',

@@ -43,6 +43,7 @@ import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2
 from data.demo import render_sample  # noqa: E402
 from data.isaid import COLOR_MAP, COLOR_MASK_SUFFIX, IMAGENET_MEAN, IMAGENET_STD, ISAIDSegmmDataset, RemoveColorMap  # noqa: E402
 from simplecv.api.preprocess import comm, segm  # noqa: E402
+from simplecv.util.cli import add_size_option  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 from tools.cut_patches import cut_patches  # noqa: E402
 
@@ -54,9 +55,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog='bench_data.py', description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        '--size', type=int, nargs=2, default=(4000, 13000), metavar=('H', 'W'), help='scene size (default 4000 13000)'
-    )
+    add_size_option(parser, '--size', (4000, 13000), 'scene size (default 4000 13000)')
     parser.add_argument('--patch_size', type=int, default=896, help='window size (default 896)')
     parser.add_argument('--stride', type=int, default=512, help='window step (default 512)')
     parser.add_argument('--patches', type=int, default=4, help='patches timed per row (default 4)')

@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
+from simplecv.util.cli import add_size_option  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 
@@ -38,14 +39,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--config_path', default='isaid.factseg', help='config (default isaid.factseg, ResNet-50)')
     parser.add_argument('--ckpt_path', default=None, help='weights to load (default: the initial weights)')
-    parser.add_argument(
-        '--input_size',
-        type=int,
-        nargs=2,
-        default=(896, 896),
-        metavar=('H', 'W'),
-        help='window size, multiples of 32 (default 896 896)',
-    )
+    add_size_option(parser, '--input_size', (896, 896), 'window size, multiples of 32 (default 896 896)')
     parser.add_argument('--repeats', type=int, default=3, help='timed runs per backend (default 3)')
     return parser.parse_args(argv)
 

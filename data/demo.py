@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from data.isaid import CLASS_NAMES, COLOR_MAP, COLOR_MASK_SUFFIX
+from simplecv.util.cli import add_size_option
 from simplecv.util.logger import configure_logging
 
 _SPLIT_CODES = {'train': 0, 'val': 1}
@@ -412,14 +413,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='output folder; gets train/ and val/ subfolders')
     parser.add_argument('--num-train', type=int, default=8, help='number of training images (default 8)')
     parser.add_argument('--num-val', type=int, default=4, help='number of validation images (default 4)')
-    parser.add_argument(
-        '--size',
-        type=int,
-        nargs=2,
-        default=(512, 512),
-        metavar=('H', 'W'),
-        help='image height and width (default 512 512)',
-    )
+    add_size_option(parser, '--size', (512, 512), 'image height and width (default 512 512)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     return parser.parse_args(argv)
 

@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from data.isaid import LABEL_MASK_SUFFIX, ISAIDSegmmDataset, RemoveColorMap  # noqa: E402
+from simplecv.util.cli import add_choice_option  # noqa: E402
 from simplecv.util.logger import configure_logging, get_logger  # noqa: E402
 
 _LOGGER = get_logger('factseg.cut_patches')
@@ -128,24 +129,19 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='output folder (gets images/ and masks/)')
     parser.add_argument('--patch_size', type=int, default=896, help='window size (default 896)')
     parser.add_argument('--stride', type=int, default=512, help='window stride (default 512)')
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--mask_format',
-        choices=('color', 'label'),
-        default='color',
-        help='color: <name>_instance_color_RGB.png; label: <name>_label.png or <name>.png',
+        ('color', 'label'),
+        'color: <name>_instance_color_RGB.png; label: <name>_label.png or <name>.png',
     )
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--unknown',
-        choices=('ignore', 'background'),
-        default='ignore',
-        help='label of colours outside the iSAID table: 255 (ignore) or 0 (official)',
+        ('ignore', 'background'),
+        'label of colours outside the iSAID table: 255 (ignore) or 0 (official)',
     )
-    parser.add_argument(
-        '--match',
-        choices=('exact', 'hash'),
-        default='exact',
-        help='colour matching: exact RGB, or the official R+2G+3B hash',
-    )
+    add_choice_option(parser, '--match', ('exact', 'hash'), 'colour matching: exact RGB, or the official R+2G+3B hash')
     parser.add_argument('--workers', type=int, default=1, help='parallel processes (default 1)')
     return parser.parse_args(argv)
 

@@ -13,7 +13,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-from simplecv.util.cli import add_config_overrides, check_config_overrides, script_parser  # noqa: E402
+from simplecv.util.cli import add_choice_option, add_size_option, parse_with_overrides, script_parser  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """examples:
@@ -36,33 +36,29 @@ def parse_args(argv=None):
     parser.add_argument('--config_path', required=True, help="config: dotted name ('isaid.factseg') or .py file")
     parser.add_argument('--ckpt_path', required=True, help='checkpoint of apex_train.py or converted official weights')
     parser.add_argument('--save_dir', required=True, help='output folder for model.json, model.pdiparams, deploy.json')
-    parser.add_argument(
+    add_size_option(
+        parser,
         '--input_size',
-        type=int,
-        nargs=2,
-        default=(896, 896),
-        metavar=('H', 'W'),
-        help='window height and width the program takes, multiples of 32 (default 896 896; '
+        (896, 896),
+        'window height and width the program takes, multiples of 32 (default 896 896; '
         '-1 -1 for free sizes with --interpolation native)',
     )
     parser.add_argument('--batch_size', type=int, default=1, help='windows per run (-1: free, native only)')
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--interpolation',
-        choices=('matmul', 'native'),
-        default='matmul',
-        help='matmul: exact matmul interpolation that runs under oneDNN on CPU (fixed shape); '
+        ('matmul', 'native'),
+        'matmul: exact matmul interpolation that runs under oneDNN on CPU (fixed shape); '
         'native: Paddle interpolation ops (GPU; free shapes)',
     )
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--format',
-        choices=('paddle', 'onnx'),
-        default='paddle',
-        help='paddle: the Paddle Inference program (default); onnx: also model.onnx beside it, '
+        ('paddle', 'onnx'),
+        'paddle: the Paddle Inference program (default); onnx: also model.onnx beside it, '
         'converted with paddle2onnx (matmul interpolation only)',
     )
-    add_config_overrides(parser, 'model.params.num_classes 16')
-    args = parser.parse_args(argv)
-    check_config_overrides(parser, args.opts)
+    args = parse_with_overrides(parser, argv, 'model.params.num_classes 16')
     if any(v > 0 and v % 32 for v in args.input_size):
         parser.error('--input_size must be multiples of 32 (the FPN needs them), got %s' % (args.input_size,))
     return args

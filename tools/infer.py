@@ -13,7 +13,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-from simplecv.util.cli import script_parser  # noqa: E402
+from simplecv.util.cli import add_choice_option, script_parser  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 EPILOG = """example:
@@ -41,11 +41,11 @@ def parse_args(argv=None):
     parser.add_argument('--stride', type=int, default=None, help='window step (default: min(512, patch size))')
     parser.add_argument('--batch_size', type=int, default=1, help='windows per run; any value gives the same result')
     parser.add_argument('--use_gpu', action='store_true', help='run on GPU 0 (needs an --interpolation native export)')
-    parser.add_argument(
+    add_choice_option(
+        parser,
         '--backend',
-        choices=('paddle', 'onnxruntime'),
-        default='paddle',
-        help='paddle: the Paddle Inference program (default); onnxruntime: model.onnx of an '
+        ('paddle', 'onnxruntime'),
+        'paddle: the Paddle Inference program (default); onnxruntime: model.onnx of an '
         '--format onnx export, on the CPU',
     )
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
-from simplecv.util.cli import add_config_overrides, check_config_overrides  # noqa: E402
+from simplecv.util.cli import parse_with_overrides  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 
 CONFIG = 'isaid.factseg_demo'
@@ -50,10 +50,7 @@ def parse_args(argv=None):
     parser.add_argument('--num_train', type=int, default=16, help='training images to generate (default 16)')
     parser.add_argument('--num_val', type=int, default=4, help='validation images to generate (default 4)')
     parser.add_argument('--size', type=int, default=512, help='side of the generated images in pixels (default 512)')
-    add_config_overrides(parser, 'train.num_iters 50 (for the training)')
-    args = parser.parse_args(argv)
-    check_config_overrides(parser, args.opts)
-    return args
+    return parse_with_overrides(parser, argv, 'train.num_iters 50 (for the training)')
 
 
 def main(argv=None):
