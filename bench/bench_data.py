@@ -41,8 +41,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import simplecv.util.mkl_env  # noqa: E402,F401  (before Paddle runs: MKL's AVX2 path on AMD CPUs)
 from data.demo import render_sample  # noqa: E402
-from data.isaid import COLOR_MAP, COLOR_MASK_SUFFIX, IMAGENET_MEAN, IMAGENET_STD, ISAIDSegmmDataset, RemoveColorMap  # noqa: E402
-from simplecv.api.preprocess import comm, segm  # noqa: E402
+from data.isaid import (  # noqa: E402
+    COLOR_MAP,
+    COLOR_MASK_SUFFIX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ISAIDSegmmDataset,
+    train_transforms,
+)
 from simplecv.util.cli import add_size_option  # noqa: E402
 from simplecv.util.logger import configure_logging  # noqa: E402
 from tools.cut_patches import cut_patches  # noqa: E402
@@ -70,19 +76,6 @@ def parse_args(argv=None):
     if args.patches < 1 or args.batch_size < 1 or args.gpu_s_per_iter <= 0:
         parser.error('--patches and --batch_size must be >= 1 and --gpu_s_per_iter > 0')
     return args
-
-
-def train_transforms(patch_size):
-    """This port's training transforms (the official list, official order)."""
-    return [
-        RemoveColorMap(),
-        segm.RandomHorizontalFlip(0.5),
-        segm.RandomVerticalFlip(0.5),
-        segm.RandomRotate90K((0, 1, 2, 3)),
-        segm.FixedPad((patch_size, patch_size), 255),
-        segm.ToTensor(True),
-        comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
-    ]
 
 
 class OfficialSample:

@@ -114,6 +114,7 @@ __all__ = [
     'collate_batch',
     'decode_color_mask',
     'list_isaid_pairs',
+    'train_transforms',
 ]
 
 _LOGGER = get_logger('factseg.data')
@@ -332,6 +333,28 @@ class ColorMaskDecoder:
                 decoder.unknown,
             )
         return label
+
+
+def train_transforms(patch_size=896):
+    """Return the official FactSeg training transforms, in the official order, as new objects.
+
+    Colour masks decoded to labels, random horizontal and vertical flips (p=0.5), a random
+    rotation by 0/90/180/270 degrees, padding to ``patch_size`` (image 0, mask 255), a float
+    tensor and the ImageNet mean/std normalisation. They are the ``data.train`` transforms of
+    ``configs/isaid/factseg.py`` and the default of :class:`ISAIDSegmmDataLoader`.
+
+    Args:
+        patch_size: the side the windows are padded to (the official 896).
+    """
+    return [
+        RemoveColorMap(),
+        segm.RandomHorizontalFlip(0.5),
+        segm.RandomVerticalFlip(0.5),
+        segm.RandomRotate90K((0, 1, 2, 3)),
+        segm.FixedPad((patch_size, patch_size), 255),
+        segm.ToTensor(True),
+        comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
 
 
 def list_isaid_pairs(image_dir, mask_dir=None, mask_format='color', remove_color_map=None):
@@ -655,15 +678,7 @@ class ISAIDSegmmDataLoader(paddle.io.DataLoader):
             image_dir='',
             mask_dir='',
             patch_config=dict(DEFAULT_PATCH_CONFIG),
-            transforms=[
-                RemoveColorMap(),
-                segm.RandomHorizontalFlip(0.5),
-                segm.RandomVerticalFlip(0.5),
-                segm.RandomRotate90K((0, 1, 2, 3)),
-                segm.FixedPad((896, 896), 255),
-                segm.ToTensor(True),
-                comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
-            ],
+            transforms=train_transforms(),
             batch_size=1,
             num_workers=0,
             training=True,

@@ -5,8 +5,11 @@ Port-specific values: ``resnet_encoder.pretrained`` names a local file (convert 
 --dst pretrained/resnet50.pdparams``); evaluation and inference never read it.
 """
 
-from data.isaid import RemoveColorMap
+from data.isaid import IMAGENET_MEAN, IMAGENET_STD, RemoveColorMap, train_transforms
 from simplecv.api.preprocess import comm, segm
+
+# The training length, which the poly schedule's max_iters follows.
+NUM_ITERS = 60000
 
 
 def branch():
@@ -21,6 +24,27 @@ def branch():
             out_channels=128,
             in_feat_output_strides=(4, 8, 16, 32),
             out_feat_output_stride=4,
+        ),
+    )
+
+
+def isaid_split(split, **params):
+    """An ``ISAIDSegmmDataLoader`` section over ``./isaid_segm/<split>`` with the official windows (896, stride 512).
+
+    Args:
+        split: the folder of the split (``'train'``, ``'val'``).
+        **params: the rest of the loader's ``params``, in order.
+    """
+    return dict(
+        type='ISAIDSegmmDataLoader',
+        params=dict(
+            image_dir='./isaid_segm/%s/images' % split,
+            mask_dir='./isaid_segm/%s/masks' % split,
+            patch_config=dict(
+                patch_size=896,
+                stride=512,
+            ),
+            **params,
         ),
     )
 
@@ -57,48 +81,25 @@ config = dict(
         ),
     ),
     data=dict(
-        train=dict(
-            type='ISAIDSegmmDataLoader',
-            params=dict(
-                image_dir='./isaid_segm/train/images',
-                mask_dir='./isaid_segm/train/masks',
-                patch_config=dict(
-                    patch_size=896,
-                    stride=512,
-                ),
-                transforms=[
-                    RemoveColorMap(),
-                    segm.RandomHorizontalFlip(0.5),
-                    segm.RandomVerticalFlip(0.5),
-                    segm.RandomRotate90K((0, 1, 2, 3)),
-                    segm.FixedPad((896, 896), 255),
-                    segm.ToTensor(True),
-                    comm.THMeanStdNormalize((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
-                ],
-                batch_size=4,
-                num_workers=2,
-                training=True,
-            ),
+        train=isaid_split(
+            'train',
+            # RemoveColorMap, random flips and 90-degree rotations, FixedPad to 896, ToTensor, ImageNet mean/std
+            transforms=train_transforms(896),
+            batch_size=4,
+            num_workers=2,
+            training=True,
         ),
-        test=dict(
-            type='ISAIDSegmmDataLoader',
-            params=dict(
-                image_dir='./isaid_segm/val/images',
-                mask_dir='./isaid_segm/val/masks',
-                patch_config=dict(
-                    patch_size=896,
-                    stride=512,
-                ),
-                transforms=[
-                    RemoveColorMap(),
-                    segm.DivisiblePad(32, 255),
-                    segm.ToTensor(True),
-                    comm.THMeanStdNormalize((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
-                ],
-                batch_size=1,
-                num_workers=0,
-                training=False,
-            ),
+        test=isaid_split(
+            'val',
+            transforms=[
+                RemoveColorMap(),
+                segm.DivisiblePad(32, 255),
+                segm.ToTensor(True),
+                comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
+            ],
+            batch_size=1,
+            num_workers=0,
+            training=False,
         ),
     ),
     optimizer=dict(
@@ -117,12 +118,12 @@ config = dict(
         params=dict(
             base_lr=0.007,
             power=0.9,
-            max_iters=60000,
+            max_iters=NUM_ITERS,
         ),
     ),
     train=dict(
         forward_times=1,
-        num_iters=60000,
+        num_iters=NUM_ITERS,
         eval_per_epoch=False,
         summary_grads=False,
         summary_weights=False,

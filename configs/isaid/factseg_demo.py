@@ -11,15 +11,11 @@ every 100 steps, which keeps ``model-best.pdparams``); the branch sections are w
 Evaluate with 256-pixel windows at stride 128 (``data.test``; ``tools/run_demo.py`` does).
 """
 
-from simplecv.api.preprocess import segm
+from data.isaid import train_transforms
 from simplecv.core.config import Replace, derive, import_config
 
 BASE = import_config('isaid.factseg')
 PATCH = 128
-# The official training transforms, padding to the demo's patch size instead of 896.
-TRANSFORMS = [
-    segm.FixedPad((PATCH, PATCH), 255) if isinstance(t, segm.FixedPad) else t for t in BASE.data.train.params.transforms
-]
 BRANCH = dict(
     fpn=dict(in_channels_list=[64, 128, 256, 512], out_channels=64),
     assymetric_decoder=dict(
@@ -50,7 +46,7 @@ config = derive(
                         patch_size=PATCH,
                         stride=PATCH,
                     ),
-                    transforms=TRANSFORMS,
+                    transforms=train_transforms(PATCH),  # the official ones, padding to the demo's patch
                     batch_size=8,
                     num_workers=0,
                 ),
