@@ -28,6 +28,7 @@ Differences from the official code:
 """
 
 import copy
+import inspect
 import math
 
 import torch
@@ -54,38 +55,6 @@ __all__ = [
     'sliding_windows',
     'predict_sliding_window',
 ]
-
-#: Official defaults (``FactSeg.set_defalut_config`` merged with ``ResNetEncoder``'s), except that
-#: ``pretrained`` defaults to ``False`` because this reference never downloads.
-DEFAULT_PARAMS = dict(
-    resnet_encoder=dict(
-        resnet_type='resnet50',
-        include_conv5=True,
-        batchnorm_trainable=True,
-        pretrained=False,
-        freeze_at=0,
-        output_stride=32,
-        with_cp=(False, False, False, False),
-        stem3_3x3=False,
-    ),
-    num_classes=16,
-    foreground=dict(
-        fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
-        assymetric_decoder=dict(
-            in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
-        ),
-        out_channels=128,
-    ),
-    binary=dict(
-        fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
-        assymetric_decoder=dict(
-            in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
-        ),
-        out_channels=128,
-    ),
-    fbattention=dict(atttention=False, encode_channel=128),
-    loss=dict(ignore_index=255),
-)
 
 
 def merge_params(base, override):
@@ -621,6 +590,36 @@ def randomize_batchnorm_(model, generator):
 # ----------------------------------------------------------------------------------------------
 # FactSeg
 # ----------------------------------------------------------------------------------------------
+
+
+def _keyword_defaults(function):
+    """Return the defaults of ``function``'s keyword parameters, in signature order."""
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+def _branch_defaults():
+    """Return the official defaults of one branch (``foreground`` or ``binary``), a new dict for each."""
+    return dict(
+        fpn=dict(in_channels_list=[256, 512, 1024, 2048], out_channels=256),
+        assymetric_decoder=dict(
+            in_channels=256, out_channels=128, in_feat_output_strides=(4, 8, 16, 32), out_feat_output_stride=4
+        ),
+        out_channels=128,
+    )
+
+
+#: Official defaults (``FactSeg.set_defalut_config`` merged with ``ResNetEncoder``'s, read from the
+#: signature of :class:`ResNetEncoder`), except that ``pretrained`` defaults to ``False`` because
+#: this reference never downloads.
+DEFAULT_PARAMS = dict(
+    resnet_encoder=_keyword_defaults(ResNetEncoder.__init__),
+    num_classes=16,
+    foreground=_branch_defaults(),
+    binary=_branch_defaults(),
+    fbattention=dict(atttention=False, encode_channel=128),
+    loss=dict(ignore_index=255),
+)
 
 
 class FactSeg(nn.Module):
