@@ -219,17 +219,7 @@ def _reference(args, weights_path):
     state, report = convert.convert_factseg_state_dict(model.state_dict(), convert.factseg_expected_shapes(params))
     report.raise_if_failed('the reference model')
     np.savez(weights_path, **state)
-    lr = config.learning_rate.params
-    sgd = config.optimizer.params
-    loop = OfficialTrainLoop(
-        model,
-        base_lr=lr.base_lr,
-        power=lr.power,
-        max_iters=lr.max_iters,
-        momentum=sgd.momentum,
-        weight_decay=sgd.weight_decay,
-        max_norm=float(config.optimizer.get('grad_clip', {}).get('max_norm', 35)),
-    )
+    loop = OfficialTrainLoop.from_config(model, config)
     images, labels = make_batch(args.batch_size, args.size, params['num_classes'], args.seed)
 
     def iteration():

@@ -129,16 +129,7 @@ def run(out_dir, options):
     wrapped = _scaled(paddle_model)
     trainer = build_trainer(config, wrapped)
     wrapped.train()
-    sgd = config.optimizer.params
-    loop = common.OfficialTrainLoop(
-        torch_model,
-        base_lr=lr_config.base_lr,
-        power=lr_config.power,
-        max_iters=lr_config.max_iters,
-        momentum=sgd.momentum,
-        weight_decay=sgd.weight_decay,
-        max_norm=max_norm,
-    )
+    loop = common.OfficialTrainLoop.from_config(torch_model, config)
     weight_names = [name for name, p in paddle_model.named_parameters() if not p.stop_gradient]
     resync = resynced(options)
     sample = np.sort(

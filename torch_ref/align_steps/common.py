@@ -172,6 +172,27 @@ class OfficialTrainLoop:
         self.optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=momentum, weight_decay=weight_decay)
         self.global_step = 0
 
+    @classmethod
+    def from_config(cls, model, config):
+        """Return the loop with a SimpleCV config's training settings.
+
+        Args:
+            model: the reference FactSeg.
+            config: the config: the poly schedule of ``learning_rate.params``, the SGD settings of
+                ``optimizer.params`` and ``optimizer.grad_clip.max_norm`` (35 when it has no ``grad_clip``).
+        """
+        lr = config.learning_rate.params
+        sgd = config.optimizer.params
+        return cls(
+            model,
+            base_lr=lr.base_lr,
+            power=lr.power,
+            max_iters=lr.max_iters,
+            momentum=sgd.momentum,
+            weight_decay=sgd.weight_decay,
+            max_norm=float(config.optimizer.get('grad_clip', {}).get('max_norm', 35)),
+        )
+
     def step(self, images, labels, loss_scale=1.0):
         """Train on one batch.
 

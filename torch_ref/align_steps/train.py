@@ -114,16 +114,7 @@ def run(out_dir, options):
 
     build_trainer(config, paddle_model, hooks=[Recorder()]).train(loader)
 
-    sgd = config.optimizer.params
-    loop = common.OfficialTrainLoop(
-        torch_model,
-        base_lr=BASE_LR,
-        power=config.learning_rate.params.power,
-        max_iters=ITERATIONS,
-        momentum=sgd.momentum,
-        weight_decay=sgd.weight_decay,
-        max_norm=float(config.optimizer.grad_clip.max_norm),
-    )
+    loop = common.OfficialTrainLoop.from_config(torch_model, config)
     torch_losses, torch_lrs = [], []
     for images, labels in loader.batches:
         loss, lr, _ = loop.step(images, labels)
