@@ -101,76 +101,58 @@ dnnl::primitive_attr user_scratchpad_attr() {
   return attr;
 }
 
+// The bias descriptor of g: the plain vector, or the zero descriptor, which tells oneDNN there is no bias.
+memory::desc bias_md(const Geometry& g) { return g.has_bias ? plain_md(g.bias) : memory::desc(); }
+
 dnnl::convolution_forward::primitive_desc forward_pd(const Geometry& g) {
-  auto& eng = cpu_engine();
-  if (g.has_bias) {
-    return dnnl::convolution_forward::primitive_desc(
-        eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, any_md(g.src),
-        any_md(g.wei), plain_md(g.bias), any_md(g.dst), g.strides, g.dilates, g.pad_l, g.pad_r,
-        user_scratchpad_attr());
-  }
   return dnnl::convolution_forward::primitive_desc(
-      eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, any_md(g.src),
-      any_md(g.wei), any_md(g.dst), g.strides, g.dilates, g.pad_l, g.pad_r, user_scratchpad_attr());
+      cpu_engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, any_md(g.src),
+      any_md(g.wei), bias_md(g), any_md(g.dst), g.strides, g.dilates, g.pad_l, g.pad_r, user_scratchpad_attr());
 }
 
-struct FwdEntry {
-  dnnl::convolution_forward::primitive_desc pd;
-  dnnl::convolution_forward prim;
-};
-struct BwdDataEntry {
-  dnnl::convolution_backward_data::primitive_desc pd;
-  dnnl::convolution_backward_data prim;
-};
-struct BwdWeightsEntry {
-  dnnl::convolution_backward_weights::primitive_desc pd;
-  dnnl::convolution_backward_weights prim;
+// A primitive of kind Prim (forward, backward-data or backward-weights) and its descriptor.
+template <typename Prim>
+struct Entry {
+  typename Prim::primitive_desc pd;
+  Prim prim;
 };
 
-std::unordered_map<std::string, std::shared_ptr<FwdEntry>> g_fwd;
-std::unordered_map<std::string, std::shared_ptr<BwdDataEntry>> g_bwd_data;
-std::unordered_map<std::string, std::shared_ptr<BwdWeightsEntry>> g_bwd_weights;
+template <typename Prim>
+using Cache = std::unordered_map<std::string, std::shared_ptr<Entry<Prim>>>;
 
-std::shared_ptr<FwdEntry> get_fwd(const Geometry& g) {
-  auto it = g_fwd.find(g.key);
-  if (it != g_fwd.end()) return it->second;
-  auto pd = forward_pd(g);
-  auto e = std::make_shared<FwdEntry>(FwdEntry{pd, dnnl::convolution_forward(pd)});
-  g_fwd[g.key] = e;
+Cache<dnnl::convolution_forward> g_fwd;
+Cache<dnnl::convolution_backward_data> g_bwd_data;
+Cache<dnnl::convolution_backward_weights> g_bwd_weights;
+
+// The entry of `cache` for g's key; the first time, its primitive is created from the descriptor make_pd() returns.
+template <typename Prim, typename MakePd>
+std::shared_ptr<Entry<Prim>> cached(Cache<Prim>& cache, const Geometry& g, MakePd make_pd) {
+  auto it = cache.find(g.key);
+  if (it != cache.end()) return it->second;
+  typename Prim::primitive_desc pd = make_pd();
+  auto e = std::make_shared<Entry<Prim>>(Entry<Prim>{pd, Prim(pd)});
+  cache[g.key] = e;
   return e;
 }
 
-std::shared_ptr<BwdDataEntry> get_bwd_data(const Geometry& g) {
-  auto it = g_bwd_data.find(g.key);
-  if (it != g_bwd_data.end()) return it->second;
-  auto hint = forward_pd(g);
-  auto pd = dnnl::convolution_backward_data::primitive_desc(
-      cpu_engine(), dnnl::algorithm::convolution_direct, any_md(g.src), any_md(g.wei), any_md(g.dst),
-      g.strides, g.dilates, g.pad_l, g.pad_r, hint, user_scratchpad_attr());
-  auto e = std::make_shared<BwdDataEntry>(BwdDataEntry{pd, dnnl::convolution_backward_data(pd)});
-  g_bwd_data[g.key] = e;
-  return e;
+std::shared_ptr<Entry<dnnl::convolution_forward>> get_fwd(const Geometry& g) {
+  return cached(g_fwd, g, [&] { return forward_pd(g); });
 }
 
-std::shared_ptr<BwdWeightsEntry> get_bwd_weights(const Geometry& g) {
-  auto it = g_bwd_weights.find(g.key);
-  if (it != g_bwd_weights.end()) return it->second;
-  auto hint = forward_pd(g);
-  auto& eng = cpu_engine();
-  auto make = [&]() {
-    if (g.has_bias) {
-      return dnnl::convolution_backward_weights::primitive_desc(
-          eng, dnnl::algorithm::convolution_direct, any_md(g.src), any_md(g.wei), plain_md(g.bias),
-          any_md(g.dst), g.strides, g.dilates, g.pad_l, g.pad_r, hint, user_scratchpad_attr());
-    }
+std::shared_ptr<Entry<dnnl::convolution_backward_data>> get_bwd_data(const Geometry& g) {
+  return cached(g_bwd_data, g, [&] {
+    return dnnl::convolution_backward_data::primitive_desc(
+        cpu_engine(), dnnl::algorithm::convolution_direct, any_md(g.src), any_md(g.wei), any_md(g.dst), g.strides,
+        g.dilates, g.pad_l, g.pad_r, forward_pd(g), user_scratchpad_attr());
+  });
+}
+
+std::shared_ptr<Entry<dnnl::convolution_backward_weights>> get_bwd_weights(const Geometry& g) {
+  return cached(g_bwd_weights, g, [&] {
     return dnnl::convolution_backward_weights::primitive_desc(
-        eng, dnnl::algorithm::convolution_direct, any_md(g.src), any_md(g.wei), any_md(g.dst),
-        g.strides, g.dilates, g.pad_l, g.pad_r, hint, user_scratchpad_attr());
-  };
-  auto pd = make();
-  auto e = std::make_shared<BwdWeightsEntry>(BwdWeightsEntry{pd, dnnl::convolution_backward_weights(pd)});
-  g_bwd_weights[g.key] = e;
-  return e;
+        cpu_engine(), dnnl::algorithm::convolution_direct, any_md(g.src), any_md(g.wei), bias_md(g), any_md(g.dst),
+        g.strides, g.dilates, g.pad_l, g.pad_r, forward_pd(g), user_scratchpad_attr());
+  });
 }
 
 // A oneDNN memory in the primitive's layout `want` holding the plain tensor at `data`:
@@ -211,6 +193,16 @@ void check_input(const paddle::Tensor& t, const char* name) {
   PD_CHECK(t.dtype() == paddle::DataType::FLOAT32, name, " must be float32");
 }
 
+// The geometry of a backward pass, after checking dY (grad_out) and its shape.
+Geometry grad_geometry(const paddle::Tensor& x, const paddle::Tensor& w, const paddle::Tensor& dy,
+                       const std::vector<int>& strides, const std::vector<int>& paddings,
+                       const std::vector<int>& dilations, bool has_bias) {
+  check_input(dy, "grad_out");
+  Geometry g = make_geometry(x.shape(), w.shape(), strides, paddings, dilations, has_bias);
+  PD_CHECK(to_vec(g.dst) == dy.shape(), "onednn_conv2d_grad: grad_out shape mismatch");
+  return g;
+}
+
 std::vector<paddle::Tensor> run_forward(const paddle::Tensor& x, const paddle::Tensor& w, const paddle::Tensor* b,
                                         const std::vector<int>& strides, const std::vector<int>& paddings,
                                         const std::vector<int>& dilations) {
@@ -242,10 +234,8 @@ paddle::Tensor run_backward_data(const paddle::Tensor& x, const paddle::Tensor& 
                                  const std::vector<int>& dilations, bool need_dx) {
   auto dx = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
   if (!need_dx) return dx;
-  check_input(dy, "grad_out");
+  Geometry g = grad_geometry(x, w, dy, strides, paddings, dilations, false);
   std::lock_guard<std::mutex> lock(g_mutex);
-  Geometry g = make_geometry(x.shape(), w.shape(), strides, paddings, dilations, false);
-  PD_CHECK(to_vec(g.dst) == dy.shape(), "onednn_conv2d_grad: grad_out shape mismatch");
   auto e = get_bwd_data(g);
   dnnl::stream s(cpu_engine());
   memory ddst = input_memory(e->pd.diff_dst_desc(), g.dst, dy.data<float>(), 0, s);
@@ -263,10 +253,8 @@ std::vector<paddle::Tensor> run_backward_weights(const paddle::Tensor& x, const 
                                                  const paddle::Tensor& dy, const std::vector<int>& strides,
                                                  const std::vector<int>& paddings, const std::vector<int>& dilations,
                                                  bool with_bias) {
-  check_input(dy, "grad_out");
+  Geometry g = grad_geometry(x, w, dy, strides, paddings, dilations, with_bias);
   std::lock_guard<std::mutex> lock(g_mutex);
-  Geometry g = make_geometry(x.shape(), w.shape(), strides, paddings, dilations, with_bias);
-  PD_CHECK(to_vec(g.dst) == dy.shape(), "onednn_conv2d_grad: grad_out shape mismatch");
   auto e = get_bwd_weights(g);
   dnnl::stream s(cpu_engine());
   auto dw = paddle::empty(w.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
@@ -288,6 +276,14 @@ std::vector<paddle::Tensor> run_backward_weights(const paddle::Tensor& x, const 
   finish_output(dwei, g.wei, dw.data<float>(), s);
   s.wait();
   return result;
+}
+
+// The attributes of the ops: stride, padding and dilation (height, width), then need_dx when with_need_dx.
+std::vector<std::string> conv_attrs(bool with_need_dx) {
+  std::vector<std::string> attrs{"strides: std::vector<int>", "paddings: std::vector<int>",
+                                 "dilations: std::vector<int>"};
+  if (with_need_dx) attrs.push_back("need_dx: bool");
+  return attrs;
 }
 
 std::vector<int64_t> conv_out_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
@@ -370,42 +366,31 @@ std::vector<paddle::DataType> Bytes(const paddle::DataType& x, const paddle::Dat
   return {paddle::DataType::UINT8};
 }
 
-PD_BUILD_OP(onednn_conv2d)
-    .Inputs({"X", "W"})
-    .Outputs({"Out"})
-    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>", "dilations: std::vector<int>",
-            "need_dx: bool"})
-    .SetKernelFn(PD_KERNEL(ConvForward))
-    .SetInferShapeFn(PD_INFER_SHAPE(ConvInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(SameAsX2));
+// Registers the forward op `name`: its inputs (the trailing arguments), one output, the conv attributes (need_dx
+// when with_need_dx), and its kernel, shape and dtype functions.
+#define CONV_FORWARD_OP(name, output, with_need_dx, kernel, infer_shape, infer_dtype, ...) \
+  PD_BUILD_OP(name)                                                                       \
+      .Inputs({__VA_ARGS__})                                                              \
+      .Outputs({output})                                                                  \
+      .Attrs(conv_attrs(with_need_dx))                                                    \
+      .SetKernelFn(PD_KERNEL(kernel))                                                     \
+      .SetInferShapeFn(PD_INFER_SHAPE(infer_shape))                                       \
+      .SetInferDtypeFn(PD_INFER_DTYPE(infer_dtype))
+
+CONV_FORWARD_OP(onednn_conv2d, "Out", true, ConvForward, ConvInferShape, SameAsX2, "X", "W");
 
 PD_BUILD_GRAD_OP(onednn_conv2d)
     .Inputs({"X", "W", paddle::Grad("Out")})
     .Outputs({paddle::Grad("X"), paddle::Grad("W")})
-    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>", "dilations: std::vector<int>",
-            "need_dx: bool"})
+    .Attrs(conv_attrs(true))
     .SetKernelFn(PD_KERNEL(ConvGrad));
 
-PD_BUILD_OP(onednn_conv2d_bias)
-    .Inputs({"X", "W", "B"})
-    .Outputs({"Out"})
-    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>", "dilations: std::vector<int>",
-            "need_dx: bool"})
-    .SetKernelFn(PD_KERNEL(ConvBiasForward))
-    .SetInferShapeFn(PD_INFER_SHAPE(ConvBiasInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(SameAsX3));
+CONV_FORWARD_OP(onednn_conv2d_bias, "Out", true, ConvBiasForward, ConvBiasInferShape, SameAsX3, "X", "W", "B");
 
 PD_BUILD_GRAD_OP(onednn_conv2d_bias)
     .Inputs({"X", "W", "B", paddle::Grad("Out")})
     .Outputs({paddle::Grad("X"), paddle::Grad("W"), paddle::Grad("B")})
-    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>", "dilations: std::vector<int>",
-            "need_dx: bool"})
+    .Attrs(conv_attrs(true))
     .SetKernelFn(PD_KERNEL(ConvBiasGrad));
 
-PD_BUILD_OP(onednn_conv2d_impl_info)
-    .Inputs({"X", "W"})
-    .Outputs({"Info"})
-    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>", "dilations: std::vector<int>"})
-    .SetKernelFn(PD_KERNEL(ConvImplInfo))
-    .SetInferShapeFn(PD_INFER_SHAPE(ImplInfoInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(Bytes));
+CONV_FORWARD_OP(onednn_conv2d_impl_info, "Info", false, ConvImplInfo, ImplInfoInferShape, Bytes, "X", "W");
