@@ -20,9 +20,6 @@ the export and the check.
 """
 
 import copy
-import ctypes
-import ctypes.util
-import functools
 import os
 import shutil
 import sys
@@ -33,6 +30,7 @@ from collections import OrderedDict
 import numpy as np
 import paddle
 
+from simplecv.inference.heap import HeapKeeper
 from simplecv.inference.program_cache import (
     CACHE_ENV,
     FORMAT as PROGRAM_FORMAT,
@@ -103,88 +101,6 @@ def export_onednn_program(model, prefix, input_shape):
     return count
 
 
-@functools.lru_cache(maxsize=1)
-def _libc():
-    """The C library (glibc on Linux); raises ``OSError`` where it cannot be loaded."""
-    return ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-
-
-_M_TRIM_THRESHOLD = -1  # glibc mallopt parameters
-_M_MMAP_THRESHOLD = -3
-RETURN_FREED = dict(mmap_threshold=128 * 1024, trim_threshold=128 * 1024)
-KEEP_FREED = dict(mmap_threshold=64 << 20, trim_threshold=1 << 30)
-KEEP_SPREAD = 64 << 20  # heap growth in free chunks tolerated before they are released
-LEAN_MEMORY_ENV = 'FACTSEG_LEAN_MEMORY'
-
-
-def lean_memory():
-    """Whether ``$FACTSEG_LEAN_MEMORY`` asks to keep ``RETURN_FREED`` during the sweep too
-    (``1``/``true``/``on``/``yes``): the lowest peak memory, at the cost of page faults each window."""
-    return os.environ.get(LEAN_MEMORY_ENV, '').strip().lower() in ('1', 'true', 'on', 'yes')
-
-
-def set_malloc_policy(mmap_threshold, trim_threshold=None):
-    """Tell glibc's allocator, for the whole process, which freed memory goes back to the system.
-
-    Two policies, measured on the FactSeg-R50 predictor at 896x896 (2 cores, seconds per window,
-    system time per window, peak resident memory over 6 windows; outputs bit-identical):
-
-    * ``RETURN_FREED`` (``mmap_threshold`` 128 KiB): every block of 128 KiB or more is its own
-      ``mmap``, returned at ``free``. Lowest memory (1.12 GB), but each window faults its
-      gigabytes of fresh intermediate tensors in again: 4.6-4.9 s, 2.5 s of it system time.
-      glibc's own default (a threshold moving up to 32 MiB) is in between: 3.7-4.4 s, 1.3-1.8 s
-      system, 1.34 GB. Used while exporting and checking a program, whose dygraph model and
-      temporaries are freed before the sweep.
-    * ``KEEP_FREED`` (blocks under 64 MiB from the heap, up to 1 GiB of free heap top kept):
-      the predictor's tensors (51 MB at most at 896x896) stay there for the next window:
-      2.7-2.8 s, about 0.03 s system, 1.87 GB. Used once the programs in use are verified, with
-      the heap's holes released now and then (``OneDNNForward._settle``). On a whole 2472x2299
-      R50 process this took 61 s instead of 93 s; on 1800x13000 with the demo config 85 s
-      instead of 154 s (106 s of it system time), at 1.50 GB instead of 1.20 GB.
-
-    ``trim_threshold`` (bytes of free memory at the top of the heap kept rather than returned)
-    is left as it is when None. A no-op where glibc's ``mallopt`` is not found. Returns whether
-    glibc accepted the settings.
-    """
-    try:
-        libc = _libc()
-        accepted = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)))
-        if trim_threshold is not None:
-            accepted = bool(libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))) and accepted
-        return accepted
-    except (OSError, AttributeError):
-        return False
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks')
-    ] + [('keepcost', ctypes.c_size_t)]
-
-
-def free_heap_bytes():
-    """Bytes in glibc's free heap chunks, all arenas (``mallinfo2().fordblks``); None without glibc 2.33+.
-
-    Pages released by ``malloc_trim`` stay counted: the figure measures how far the heap has
-    spread beyond what is in use, not what is resident.
-    """
-    try:
-        libc = _libc()
-        libc.mallinfo2.restype = _MallInfo2
-        return int(libc.mallinfo2().fordblks)
-    except (OSError, AttributeError):
-        return None
-
-
-def release_free_heap():
-    """Give the pages of glibc's free heap chunks back to the system (``malloc_trim(0)``)."""
-    try:
-        return bool(_libc().malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
-
-
 def create_onednn_predictor(prefix, num_threads):
     """A Paddle Inference predictor with oneDNN on CPU for ``<prefix>.json`` / ``.pdiparams``."""
     import paddle.inference as inference
@@ -251,9 +167,7 @@ class OneDNNForward:
         self._unchecked = {}  # shape -> (staging folder, key fields) until its first window passed
         self._workdir = tempfile.mkdtemp(prefix='factseg_onednn_')
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
-        self._keeping_freed = False
-        self._free_mark = None
-        set_malloc_policy(**RETURN_FREED)  # export and check memory goes back to the system
+        self.heap = HeapKeeper()
 
     @property
     def verified(self):
@@ -282,28 +196,12 @@ class OneDNNForward:
 
     def _settle(self):
         """Once every program in use is verified: drop the dygraph model (only with ``reload``) and
-        have freed memory kept for the next window (:func:`set_malloc_policy`), unless
-        ``$FACTSEG_LEAN_MEMORY`` asks otherwise (:func:`lean_memory`). Under that policy,
-        the heap's free chunks are released (:func:`release_free_heap`) each time they have
-        grown by ``KEEP_SPREAD`` beyond what the first window left: the sweep's longer-lived
-        sums leave holes that later windows do not always fit in (measured on a 1800x13000
-        image with the demo config: 452 MB free in a 1028 MB heap at the peak)."""
+        keep freed memory for the next window (:class:`~simplecv.inference.heap.HeapKeeper`)."""
         if not self.verified:
             return
         if self.reload is not None and self.dygraph is not None:
             self.model = self.dygraph = None
-        if not self._keeping_freed:
-            self._keeping_freed = not lean_memory() and set_malloc_policy(**KEEP_FREED)
-            self._free_mark = None
-            return
-        free = free_heap_bytes()
-        if free is None:
-            return
-        if self._free_mark is None:  # after a window under KEEP_FREED: what the predictor reuses
-            self._free_mark = free
-        elif free > self._free_mark + KEEP_SPREAD:  # holes the next windows may not fit in
-            release_free_heap()
-            self._free_mark = free
+        self.heap.after_window()
 
     def key_fields(self, shape):
         """What determines the program of input ``shape`` (the cache key's fields)."""
@@ -329,8 +227,7 @@ class OneDNNForward:
         fields = self.key_fields(shape)
         predictor = self._from_cache(fields) if self.cache is not None else None
         if predictor is None:
-            if self._keeping_freed:  # exporting: its dygraph temporaries go back to the system
-                self._keeping_freed = not set_malloc_policy(**RETURN_FREED)
+            self.heap.return_freed()  # exporting: its dygraph temporaries go back to the system
             staging = self.cache.staging_dir() if self.cache is not None else tempfile.mkdtemp(dir=self._workdir)
             prefix = os.path.join(staging, 'model')
             folded = export_onednn_program(self._dygraph().model, prefix, shape)

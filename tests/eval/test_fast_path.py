@@ -1,10 +1,7 @@
-import os
-
 import numpy as np
 import paddle
 import pytest
 
-from simplecv.inference import fast_path
 from simplecv.inference.fast_path import DygraphForward, OneDNNForward, build_forward, onednn_available
 from simplecv.inference.sliding_window import SlidingWindowPredictor, predict_per_window
 
@@ -59,42 +56,3 @@ def test_build_forward_choices():
         build_forward(model, 'tensorrt')
     with pytest.raises(ValueError, match='amp'):
         build_forward(model, 'onednn', amp='fp16')
-
-
-def _resident_bytes():
-    with open('/proc/self/statm') as stream:
-        return int(stream.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-@pytest.mark.skipif(fast_path.free_heap_bytes() is None, reason='needs glibc 2.33 or later (mallinfo2)')
-def test_kept_heap_holes_are_counted_and_released():
-    """Under KEEP_FREED freed blocks stay resident in the heap; release_free_heap gives their pages back."""
-    assert fast_path.set_malloc_policy(**fast_path.KEEP_FREED)
-    try:
-        blocks = [np.ones(1 << 18, np.float32) for _ in range(64)]  # 64 blocks of 1 MiB, from the heap
-        free_before = fast_path.free_heap_bytes()
-        del blocks[::2]  # 32 MiB of holes between blocks still in use
-        assert fast_path.free_heap_bytes() - free_before >= 30 << 20
-        resident = _resident_bytes()
-        fast_path.release_free_heap()
-        assert resident - _resident_bytes() >= 24 << 20
-        del blocks
-    finally:
-        fast_path.set_malloc_policy(**fast_path.RETURN_FREED)
-
-
-@needs_onednn
-def test_the_heap_is_released_when_its_free_part_spreads(tiny_factseg, monkeypatch):
-    free = iter([100 << 20, 150 << 20, (164 << 20) + 1, 200 << 20, (229 << 20) + 1])
-    released = []
-    monkeypatch.setattr(fast_path, 'set_malloc_policy', lambda **policy: True)
-    monkeypatch.setattr(fast_path, 'free_heap_bytes', lambda: next(free))
-    monkeypatch.setattr(fast_path, 'release_free_heap', lambda: released.append(1) or True)
-    monkeypatch.setattr(fast_path, 'KEEP_SPREAD', 64 << 20)
-    forward = OneDNNForward(tiny_factseg, cache_dir='none')
-    batch = np.zeros((1, 3, 64, 64), np.float32)
-    forward(batch)  # exported and checked, then KEEP_FREED
-    for expected in ([], [], [1], [1], [1, 1]):  # the mark at 100 MiB, then releases past 164 and 229 MiB
-        forward(batch)
-        assert released == expected
-    forward.close()

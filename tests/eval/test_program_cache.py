@@ -186,35 +186,35 @@ def test_the_model_is_let_go_once_verified_and_rebuilt_when_needed_again(tiny_fa
 
 def test_freed_memory_is_kept_only_while_verified_programs_run(tiny_factseg, cache_copy, monkeypatch):
     """Export and check return freed memory to the system; the sweep over verified programs keeps it."""
-    from simplecv.inference import fast_path
+    from simplecv.inference import heap
 
-    assert fast_path.set_malloc_policy(**fast_path.RETURN_FREED) == (sys.platform == 'linux')
+    assert heap.set_malloc_policy(**heap.RETURN_FREED) == (sys.platform == 'linux')
     policies = []
-    monkeypatch.setattr(fast_path, 'set_malloc_policy', lambda **policy: policies.append(policy) or True)
+    monkeypatch.setattr(heap, 'set_malloc_policy', lambda **policy: policies.append(policy) or True)
     cache_dir, expected = cache_copy
     forward = OneDNNForward(tiny_factseg, cache_dir=cache_dir)
-    assert policies == [fast_path.RETURN_FREED]
+    assert policies == [heap.RETURN_FREED]
     np.testing.assert_array_equal(forward(_batch()), expected)  # cached program: verified at once
     np.testing.assert_array_equal(forward(_batch()), expected)
-    assert policies == [fast_path.RETURN_FREED, fast_path.KEEP_FREED]
+    assert policies == [heap.RETURN_FREED, heap.KEEP_FREED]
     forward(_batch(96))  # a new shape is exported and checked, then the sweep goes on
-    assert policies == [fast_path.RETURN_FREED, fast_path.KEEP_FREED, fast_path.RETURN_FREED, fast_path.KEEP_FREED]
+    assert policies == [heap.RETURN_FREED, heap.KEEP_FREED, heap.RETURN_FREED, heap.KEEP_FREED]
     forward.close()
     failing = OneDNNForward(tiny_factseg, cache_dir='none', atol=-1.0)  # the check fails: dygraph from then on
     failing(_batch())
     failing(_batch())
-    assert failing.fallback is not None and policies[-1] == fast_path.RETURN_FREED
+    assert failing.fallback is not None and policies[-1] == heap.RETURN_FREED
 
 
 def test_lean_memory_keeps_returning_freed_memory(tiny_factseg, cache_copy, monkeypatch):
-    from simplecv.inference import fast_path
+    from simplecv.inference import heap
 
     policies = []
-    monkeypatch.setattr(fast_path, 'set_malloc_policy', lambda **policy: policies.append(policy) or True)
-    monkeypatch.setenv(fast_path.LEAN_MEMORY_ENV, '1')
+    monkeypatch.setattr(heap, 'set_malloc_policy', lambda **policy: policies.append(policy) or True)
+    monkeypatch.setenv(heap.LEAN_MEMORY_ENV, '1')
     cache_dir, expected = cache_copy
     forward = OneDNNForward(tiny_factseg, cache_dir=cache_dir)
     np.testing.assert_array_equal(forward(_batch()), expected)
     np.testing.assert_array_equal(forward(_batch()), expected)
-    assert forward.verified and policies == [fast_path.RETURN_FREED]
+    assert forward.verified and policies == [heap.RETURN_FREED]
     forward.close()
