@@ -35,11 +35,13 @@ def unwrap_model(model):
     return model._layers if isinstance(model, paddle.DataParallel) else model
 
 
-def _check_amp(level, dtype):
+def _checked_amp(level, dtype):
+    """Return ``(level, dtype)`` if they are an AMP level and dtype Paddle knows; raise ``ValueError`` otherwise."""
     if level not in AMP_LEVELS or dtype not in AMP_DTYPES:
         raise ValueError(
             'AMP level must be one of %s and dtype one of %s, got %r and %r' % (AMP_LEVELS, AMP_DTYPES, level, dtype)
         )
+    return level, dtype
 
 
 def prepare_amp(model, optimizer, level, dtype='float16'):
@@ -63,7 +65,7 @@ def prepare_amp(model, optimizer, level, dtype='float16'):
     Raises:
         ValueError: an unknown level or dtype.
     """
-    _check_amp(level, dtype)
+    _checked_amp(level, dtype)
     if level == 'O0':
         return model, optimizer, None
     if level == 'O2':
@@ -192,13 +194,11 @@ class Trainer:
         hooks=(),
         state_info=None,
     ):
-        _check_amp(amp_level, amp_dtype)
+        self.amp_level, self.amp_dtype = _checked_amp(amp_level, amp_dtype)
         self.model = model
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.num_iters = int(num_iters)
-        self.amp_level = amp_level
-        self.amp_dtype = amp_dtype
         self.scaler = scaler
         self.hooks = list(hooks)
         self.state_info = dict(state_info or {})
