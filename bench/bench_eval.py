@@ -12,7 +12,7 @@ For each generated image it runs, one after the other on the same image and the 
 * ``ours``: the same command again, with the program cached by an earlier run (of any image);
 * ``ours+masks``: ``isaid_eval.py`` with a label mask (prediction + metric, cached program);
 * ``ours-lean``: ``ours`` with ``FACTSEG_LEAN_MEMORY=1``: freed memory goes back to the system
-  at once during the sweep too (:func:`simplecv.inference.fast_path.lean_memory`), the lowest
+  at once during the sweep too (:func:`simplecv.inference.heap.lean_memory`), the lowest
   peak memory at the cost of page faults each window;
 * ``ours-no-mkl5`` (``--mkl``): ``ours`` with ``MKL_DEBUG_CPU_TYPE`` set empty, which keeps the
   entry points from setting it to 5 on AMD CPUs (:mod:`simplecv.util.mkl_env`): what that
@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 
-LEAN_MEMORY_ENV = 'FACTSEG_LEAN_MEMORY'  # simplecv.inference.fast_path, not imported: keeps the parent small
+LEAN_MEMORY_ENV = 'FACTSEG_LEAN_MEMORY'  # simplecv.inference.heap's, not imported: keeps the parent small
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ('torch', 'ours-cold', 'ours', 'ours+masks', 'ours-lean', 'ours-no-mkl5')
 

@@ -297,8 +297,9 @@ class OneDNNForward:
         return out
 
     def close(self):
-        """Drop the predictors and the temporary export folder."""
+        """Drop the predictors and the temporary export folder; freed memory goes back to the system again."""
         self._predictors.clear()
+        self.heap.return_freed()
         for staging, _ in self._unchecked.values():
             shutil.rmtree(staging, ignore_errors=True)
         self._unchecked.clear()

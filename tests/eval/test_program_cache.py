@@ -199,7 +199,8 @@ def test_freed_memory_is_kept_only_while_verified_programs_run(tiny_factseg, cac
     assert policies == [heap.RETURN_FREED, heap.KEEP_FREED]
     forward(_batch(96))  # a new shape is exported and checked, then the sweep goes on
     assert policies == [heap.RETURN_FREED, heap.KEEP_FREED, heap.RETURN_FREED, heap.KEEP_FREED]
-    forward.close()
+    forward.close()  # the process goes back to returning freed memory
+    assert policies[-1] == heap.RETURN_FREED and not forward.heap.keeping
     failing = OneDNNForward(tiny_factseg, cache_dir='none', atol=-1.0)  # the check fails: dygraph from then on
     failing(_batch())
     failing(_batch())
