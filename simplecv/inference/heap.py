@@ -15,7 +15,8 @@ FactSeg-R50 predictor at 896x896 (2 cores, per window; outputs bit-identical):
 
 :class:`HeapKeeper` applies them: ``RETURN_FREED`` while a program is exported and checked (its
 dygraph temporaries go back), ``KEEP_FREED`` once the programs in use are verified, unless
-``$FACTSEG_LEAN_MEMORY`` asks for the lowest memory. Whole processes (``bench/bench_eval.py``):
+``$FACTSEG_LEAN_MEMORY`` asks for the lowest memory. Whole processes (``bench/bench_eval.py``, 2-core
+AMD EPYC, 2026-12-03; against PyTorch see the README):
 2472x2299 with R50 in 61 s instead of 93 s; 1800x13000 with the demo config in 85 s instead of
 154 s (106 s of it system time), at 1.50 GB instead of 1.20 GB.
 
@@ -35,17 +36,20 @@ KEEP_SPREAD = 64 << 20  # heap growth in free chunks tolerated before they are r
 LEAN_MEMORY_ENV = 'FACTSEG_LEAN_MEMORY'
 
 
-@functools.lru_cache(maxsize=1)
-def _libc():
-    """The C library (glibc on Linux); raises ``OSError`` where it cannot be loaded."""
-    return ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-
-
 class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
         for name in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks')
     ] + [('keepcost', ctypes.c_size_t)]
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """The C library (glibc on Linux); raises ``OSError`` where it cannot be loaded."""
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    if hasattr(libc, 'mallinfo2'):
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
 
 
 def lean_memory():
@@ -75,9 +79,7 @@ def free_heap_bytes():
     spread beyond what is in use, not what is resident.
     """
     try:
-        libc = _libc()
-        libc.mallinfo2.restype = _MallInfo2
-        return int(libc.mallinfo2().fordblks)
+        return int(_libc().mallinfo2().fordblks)
     except (OSError, AttributeError):
         return None
 

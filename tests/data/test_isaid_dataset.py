@@ -11,12 +11,11 @@ from PIL import Image
 from data.isaid import (
     COLOR_MAP,
     COLOR_MASK_SUFFIX,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ISAIDSegmmDataLoader,
     ISAIDSegmmDataset,
     RemoveColorMap,
     decode_color_mask,
+    train_transforms,
 )
 from simplecv.api.preprocess import comm, segm
 from simplecv.core.config import import_config
@@ -28,15 +27,10 @@ PATCH = dict(patch_size=64, stride=48)
 
 
 def _train_transforms(size=64, decoder=None):
-    return [
-        decoder or RemoveColorMap(),
-        segm.RandomHorizontalFlip(0.5),
-        segm.RandomVerticalFlip(0.5),
-        segm.RandomRotate90K((0, 1, 2, 3)),
-        segm.FixedPad((size, size), 255),
-        segm.ToTensor(True),
-        comm.THMeanStdNormalize(IMAGENET_MEAN, IMAGENET_STD),
-    ]
+    transforms = train_transforms(size)
+    if decoder is not None:
+        transforms[0] = decoder
+    return transforms
 
 
 def _files(image_dir):
